@@ -1,0 +1,107 @@
+# libsarco. `make` builds the libraries and the CLI, `make test` builds and runs every test,
+# `make test-asan` runs the C tests under ASan+UBSan, `make install PREFIX=...` installs.
+# Every source file under lib/<room>/ is picked up; add files, not rules.
+
+PREFIX ?= /usr/local
+CC ?= gcc
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+PYTHON ?= python3
+
+VERSION := $(shell sed -n 's/^\#define SARCO_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' include/sarco/sarco.h | paste -sd.)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+
+BUILD ?= build
+OPT ?= -O2
+SAN ?=
+WARN := -Wall -Wextra -Werror
+CFLAGS_ALL := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden -fopenmp $(WARN) $(SAN) -D_GNU_SOURCE \
+              -Iinclude -I. -I/usr/include/nifti $(CFLAGS)
+LIBS := -ldnnl -lniftiio -lznz -lz -lpng -ljansson -ldl -lm -fopenmp
+LDFLAGS_ALL := $(SAN) $(LDFLAGS)
+
+LIB_SRC := $(filter-out lib/cuda/%,$(wildcard lib/*/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+DEPS := $(LIB_OBJ:.o=.d)
+
+SO := lib/libsarco.so
+SO_REAL := lib/libsarco.so.$(VERSION)
+ARCHIVE := lib/libsarco.a
+ifeq ($(BUILD),build)
+OUT_SO := $(SO_REAL)
+OUT_A := $(ARCHIVE)
+else
+OUT_SO := $(BUILD)/libsarco.so.$(VERSION)
+OUT_A := $(BUILD)/libsarco.a
+endif
+
+CLI := $(BUILD)/sarco
+TEST_SRC := $(wildcard test/test_*.c)
+TEST_BIN := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
+
+.PHONY: all lib cuda test test-c test-py test-asan setup install clean demo bench
+all: lib cuda $(CLI)
+
+lib: $(OUT_SO) $(OUT_A)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(OUT_SO): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libsarco.so.$(SOMAJOR) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+ifeq ($(BUILD),build)
+	ln -sf libsarco.so.$(VERSION) lib/libsarco.so.$(SOMAJOR)
+	ln -sf libsarco.so.$(VERSION) $(SO)
+endif
+
+$(OUT_A): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(CLI): $(wildcard examples/sarco/*.c) $(OUT_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $(filter %.c,$^) $(OUT_A) $(LIBS) $(LDFLAGS_ALL)
+
+# Tests link the static archive so they can reach internal (hidden) functions too.
+$(BUILD)/test/%: test/%.c $(OUT_A) $(wildcard test/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-unused-parameter -o $@ $< $(OUT_A) $(LIBS) -lcmocka $(LDFLAGS_ALL)
+
+include mk/cuda.mk
+
+setup:
+	@tools/setup.sh
+
+test: setup
+	$(MAKE) all
+	$(MAKE) test-c test-py
+
+test-c: $(TEST_BIN) lib
+	@tools/run_tests.sh $(BUILD)/test $(TEST_BIN)
+
+test-py: lib
+	@SARCO_LIBRARY=$(CURDIR)/$(SO) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m unittest discover -s test/python -t test/python -v 2>&1 | tail -n 200; \
+	 exit $${PIPESTATUS[0]}
+
+# C tests once more under AddressSanitizer + UndefinedBehaviorSanitizer; any report fails.
+test-asan: setup
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	    build-asan/sarco $(TEST_SRC:test/%.c=build-asan/test/%)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    tools/run_tests.sh build-asan/test $(TEST_SRC:test/%.c=build-asan/test/%)
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include/sarco $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/sarco/sarco.h $(DESTDIR)$(PREFIX)/include/sarco/
+	install -m 755 $(SO_REAL) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libsarco.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsarco.so.$(SOMAJOR)
+	ln -sf libsarco.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsarco.so
+	install -m 644 $(ARCHIVE) $(DESTDIR)$(PREFIX)/lib/
+	if [ -f $(CUDA_SO) ]; then install -m 755 $(CUDA_SO) $(DESTDIR)$(PREFIX)/lib/; fi
+	if [ -f $(CLI) ]; then install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/; fi
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/sarco.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sarco.pc
+
+clean:
+	rm -rf build build-asan lib/libsarco.so* lib/libsarco.a lib/libsarco_cuda.so
+
+-include $(DEPS)

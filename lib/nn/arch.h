@@ -1,0 +1,29 @@
+/* The architecture interface: each model file in lib/nn/ fills one of these. */
+#ifndef SARCO_ARCH_H
+#define SARCO_ARCH_H
+
+#include <jansson.h>
+
+#include "../core/core.h"
+#include "../io/safetensors.h"
+#include "../ops/ops.h"
+
+typedef struct sarco_arch {
+    const char *name; /* the sarco.config "arch", e.g. "monai.UNETR" */
+    /* Reads kwargs from cfg, checks every tensor of st by name and shape (sarco_weights_check)
+     * and only then prepares the weights on ctx->be. Fails whole: nothing is left allocated. */
+    sarco_status (*load)(sarco_context *ctx, const json_t *kwargs, const sarco_st_file *st, void **state);
+    /* PyTorch-layout shapes: in (N, C, [D,] H, W) -> out */
+    sarco_status (*output_shape)(sarco_context *ctx, const void *state, int ndim, const int64_t *in,
+                                 int64_t *out);
+    /* x and y are backend buffers in PyTorch layout */
+    sarco_status (*forward)(sarco_context *ctx, void *state, int ndim, const int64_t *in, const float *x,
+                            float *y);
+    void (*free)(sarco_context *ctx, void *state);
+} sarco_arch;
+
+/* NULL when no architecture of that name is built in. lib/nn/registry.c lists them. */
+SARCO_INTERNAL const sarco_arch *sarco_arch_find(const char *name);
+SARCO_INTERNAL void sarco_arch_names(char *buf, size_t n); /* "a, b, c" for messages */
+
+#endif

@@ -1,0 +1,22 @@
+/* The built-in architectures. Adding a model: write lib/nn/<model>.c defining a sarco_arch and list it here. */
+#include <stdio.h>
+#include <string.h>
+
+#include "arch.h"
+
+static const sarco_arch *const archs[] = {
+    NULL, /* end */
+};
+
+const sarco_arch *sarco_arch_find(const char *name) {
+    for (size_t i = 0; archs[i]; i++)
+        if (strcmp(archs[i]->name, name) == 0) return archs[i];
+    return NULL;
+}
+
+void sarco_arch_names(char *buf, size_t n) {
+    size_t used = 0;
+    if (n) buf[0] = '\0';
+    for (size_t i = 0; archs[i] && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? ", " : "", archs[i]->name);
+}

@@ -1,0 +1,205 @@
+/* The op interface: one function table per backend.
+ *
+ * Layout: activations are float32, contiguous and channels-last inside every backend:
+ *   3D feature map (N, D, H, W, C), 2D feature map (N, H, W, C), token matrix (N, L, C).
+ * Models convert from/to the PyTorch layout (NCDHW/NCHW) only at their edges (to_cl/from_cl).
+ *
+ * Memory: `float *` arguments are backend memory (host for the CPU backend, device memory for
+ * CUDA) obtained from be->alloc. Host buffers cross only through upload/download.
+ *
+ * Weighted ops (conv, deconv, linear) are prepared once at model load: the backend reorders the
+ * PyTorch-layout weights into whatever it runs fastest and returns an opaque handle; running it
+ * reuses primitives cached per input shape. Everything else is stateless.
+ *
+ * Every function returns SARCO_OK or a status with a message set on be->ctx. Ops never allocate
+ * per call on the hot path except through their cached plans. No op synchronises the device;
+ * download does.
+ */
+#ifndef SARCO_OPS_H
+#define SARCO_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/core.h"
+
+/* Activation fused after an op (conv/deconv/linear/norm/affine) or run alone (be->act). */
+typedef enum sarco_act {
+    SARCO_ACT_NONE = 0,
+    SARCO_ACT_RELU,
+    SARCO_ACT_LEAKY_RELU, /* alpha = negative slope (0.01 for MONAI and nnU-Net) */
+    SARCO_ACT_GELU,       /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+    SARCO_ACT_GELU_TANH,  /* tanh approximation */
+    SARCO_ACT_SILU,       /* x * sigmoid(x) (EfficientNet) */
+    SARCO_ACT_SIGMOID,
+    SARCO_ACT_TANH,
+    SARCO_ACT_HARDSWISH,
+    SARCO_ACT_COUNT
+} sarco_act;
+
+/* Convolution and transposed convolution, 2D (nsp = 2: H, W) or 3D (nsp = 3: D, H, W).
+ * Spatial arrays are indexed [0..nsp). PyTorch semantics throughout:
+ *   conv   out = floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1
+ *   deconv out = (in - 1) stride - 2 pad + dil (k - 1) + out_pad + 1
+ * Weights arrive in PyTorch layout: conv (Cout, Cin/groups, k...), deconv (Cin, Cout/groups, k...). */
+typedef struct sarco_conv_desc {
+    int nsp;
+    int64_t cin, cout, groups;
+    int64_t k[3], stride[3], pad[3], dil[3], out_pad[3];
+    int has_bias;
+    sarco_act act;
+    float alpha;
+} sarco_conv_desc;
+
+typedef struct sarco_conv sarco_conv;     /* prepared conv or deconv */
+typedef struct sarco_linear sarco_linear; /* prepared linear layer */
+
+/* y(M, N) = act(x(M, K) W(N, K)^T + b): PyTorch nn.Linear. */
+typedef struct sarco_linear_desc {
+    int64_t in_features, out_features;
+    int has_bias;
+    sarco_act act;
+    float alpha;
+} sarco_linear_desc;
+
+/* Strided batched GEMM, C[b] = alpha A[b] B[b] (+ beta C[b]), without prepared weights (attention).
+ * Element (b, i, p) of A is a[b*a_bs + i*a_rs + p*a_cs]; B likewise (b, p, j); C is (b, i, j) at
+ * c[b*c_bs + i*c_rs + j]. One of each operand's row/column strides must be 1. */
+typedef struct sarco_gemm_desc {
+    int64_t batch, m, n, k;
+    int64_t a_bs, a_rs, a_cs;
+    int64_t b_bs, b_rs, b_cs;
+    int64_t c_bs, c_rs;
+    float alpha, beta;
+} sarco_gemm_desc;
+
+typedef enum sarco_pool_kind { SARCO_POOL_MAX = 0, SARCO_POOL_AVG = 1 } sarco_pool_kind;
+
+/* Max/avg pooling on channels-last maps, PyTorch semantics (ceil_mode, count_include_pad;
+ * max pooling pads with -inf). Global pooling: k = in, stride = 1, pad = 0. */
+typedef struct sarco_pool_desc {
+    int nsp;
+    sarco_pool_kind kind;
+    int64_t k[3], stride[3], pad[3];
+    int ceil_mode;
+    int count_include_pad;
+} sarco_pool_desc;
+
+typedef enum sarco_binop { SARCO_BIN_ADD = 0, SARCO_BIN_MUL, SARCO_BIN_SUB, SARCO_BIN_DIV } sarco_binop;
+
+/* Broadcasting elementwise op over up to SARCO_MAX_DIMS dims: y[i] = a[i .* sa] op b[i .* sb],
+ * where a stride of 0 broadcasts. y is contiguous with shape `shape`. y may alias a or b when
+ * that operand is not broadcast. */
+#define SARCO_MAX_DIMS 6
+typedef struct sarco_bcast_desc {
+    int ndim;
+    int64_t shape[SARCO_MAX_DIMS];
+    int64_t sa[SARCO_MAX_DIMS], sb[SARCO_MAX_DIMS];
+} sarco_bcast_desc;
+
+/* Patchify: (N, D, H, W, C) channels-last volume -> tokens (N, L, P) with L = (D/pd)(H/ph)(W/pw)
+ * patches in row-major (d, h, w) order and P = pd ph pw C, each patch's features ordered
+ * (p1, p2, p3, c) as MONAI's "perceptron" Rearrange does. nsp = 2 for (N, H, W, C).
+ * Unpatchify is the inverse. */
+typedef struct sarco_patch_desc {
+    int nsp;
+    int64_t n, c;
+    int64_t in[3];    /* spatial size, divisible by p */
+    int64_t p[3];
+} sarco_patch_desc;
+
+/* One backend's op table. `be` carries the backend's state (engine, streams, caches). */
+typedef struct sarco_backend_ops {
+    const char *name; /* "cpu" or "cuda" */
+
+    /* memory */
+    sarco_status (*alloc)(sarco_backend *be, size_t bytes, void **out);
+    void (*free)(sarco_backend *be, void *p);
+    sarco_status (*upload)(sarco_backend *be, void *dst, const void *src, size_t bytes);
+    sarco_status (*download)(sarco_backend *be, void *dst, const void *src, size_t bytes); /* synchronises */
+    sarco_status (*memset0)(sarco_backend *be, void *p, size_t bytes);
+    sarco_status (*copy)(sarco_backend *be, void *dst, const void *src, size_t bytes);
+    sarco_status (*sync)(sarco_backend *be);
+
+    /* weighted ops, prepared once */
+    sarco_status (*conv_prepare)(sarco_backend *be, const sarco_conv_desc *d, int transposed,
+                                 const float *w_host, const float *b_host, sarco_conv **out);
+    /* x (N, in..., Cin) -> y (N, out..., Cout); in[] is the input's spatial size. If `residual` is
+     * non-NULL it is added to the result before the activation (y = act(conv(x) + b + residual)). */
+    sarco_status (*conv_run)(sarco_backend *be, sarco_conv *c, int64_t n, const int64_t *in,
+                             const float *x, const float *residual, float *y);
+    void (*conv_free)(sarco_backend *be, sarco_conv *c);
+
+    sarco_status (*linear_prepare)(sarco_backend *be, const sarco_linear_desc *d, const float *w_host,
+                                   const float *b_host, sarco_linear **out);
+    /* x (M, K) -> y (M, N); residual (M, N) optional, added before the activation */
+    sarco_status (*linear_run)(sarco_backend *be, sarco_linear *l, int64_t m, const float *x,
+                               const float *residual, float *y);
+    void (*linear_free)(sarco_backend *be, sarco_linear *l);
+
+    sarco_status (*gemm)(sarco_backend *be, const sarco_gemm_desc *d, const float *a, const float *b,
+                         float *c);
+
+    /* normalisation */
+    /* x (rows, C) -> y, over the last axis; gamma/beta may be NULL (then 1 and 0) */
+    sarco_status (*layernorm)(sarco_backend *be, int64_t rows, int64_t c, const float *x,
+                              const float *gamma, const float *beta, float eps, float *y);
+    /* x (N, S, C) channels-last, stats per (n, c) over S; gamma/beta NULL = affine False.
+     * residual (N, S, C) optional, added after the affine and before the activation. */
+    sarco_status (*instnorm)(sarco_backend *be, int64_t n, int64_t s, int64_t c, const float *x,
+                             const float *gamma, const float *beta, float eps, const float *residual,
+                             sarco_act act, float alpha, float *y);
+    /* y = act(x * scale[c] + shift[c]) on (rows, C): eval-mode batch norm and other affines */
+    sarco_status (*channel_affine)(sarco_backend *be, int64_t rows, int64_t c, const float *x,
+                                   const float *scale, const float *shift, sarco_act act, float alpha,
+                                   float *y);
+
+    /* elementwise */
+    sarco_status (*act)(sarco_backend *be, sarco_act act, float alpha, int64_t n, const float *x, float *y);
+    sarco_status (*binary)(sarco_backend *be, sarco_binop op, const sarco_bcast_desc *d, const float *a,
+                           const float *b, float *y);
+    /* softmax over the middle axis of x viewed as (outer, n, inner) */
+    sarco_status (*softmax)(sarco_backend *be, int64_t outer, int64_t n, int64_t inner, const float *x,
+                            float *y);
+
+    /* data movement */
+    /* concat along the middle axis: inputs k of shape (outer, sizes[k], inner) -> (outer, sum, inner) */
+    sarco_status (*concat)(sarco_backend *be, int count, const float *const *xs, const int64_t *sizes,
+                           int64_t outer, int64_t inner, float *y);
+    /* (N, C, S) <-> (N, S, C): PyTorch layout to channels-last and back */
+    sarco_status (*to_cl)(sarco_backend *be, int64_t n, int64_t c, int64_t s, const float *x, float *y);
+    sarco_status (*from_cl)(sarco_backend *be, int64_t n, int64_t c, int64_t s, const float *x, float *y);
+    sarco_status (*patchify)(sarco_backend *be, const sarco_patch_desc *d, const float *x, float *y);
+    sarco_status (*unpatchify)(sarco_backend *be, const sarco_patch_desc *d, const float *x, float *y);
+
+    /* pooling: x (N, in..., C) -> y (N, out..., C) */
+    sarco_status (*pool)(sarco_backend *be, const sarco_pool_desc *d, int64_t n, int64_t c,
+                         const int64_t *in, const float *x, float *y);
+
+    void (*destroy)(sarco_backend *be);
+} sarco_backend_ops;
+
+struct sarco_backend {
+    const sarco_backend_ops *ops;
+    sarco_context *ctx;  /* for error messages and options */
+    void *impl;          /* backend-private state */
+};
+
+/* Output spatial sizes of a conv/deconv/pool for the given input; 0 when some size is < 1. */
+SARCO_INTERNAL int sarco_conv_out_shape(const sarco_conv_desc *d, int transposed, const int64_t *in,
+                                        int64_t *out);
+SARCO_INTERNAL int sarco_pool_out_shape(const sarco_pool_desc *d, const int64_t *in, int64_t *out);
+/* Checks a desc's fields (positive sizes, groups divide channels, ...) and names the problem. */
+SARCO_INTERNAL sarco_status sarco_conv_desc_check(sarco_context *ctx, const sarco_conv_desc *d, int transposed);
+
+/* Backend constructors. The CPU one always exists; the CUDA one lives in libsarco_cuda.so and is
+ * reached through sarco_backend_open_cuda (dlopen). */
+SARCO_INTERNAL sarco_status sarco_backend_create_cpu(sarco_context *ctx, sarco_backend **out);
+SARCO_INTERNAL sarco_status sarco_backend_open_cuda(sarco_context *ctx, sarco_backend **out);
+
+/* The entry point libsarco_cuda.so exports (the only symbol it exports besides sarco_cuda_abi). */
+#define SARCO_CUDA_ABI_VERSION 1
+typedef sarco_status (*sarco_cuda_create_fn)(sarco_context *ctx, sarco_backend **out, char *msg,
+                                             size_t msg_size);
+
+#endif

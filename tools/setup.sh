@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what libsarco needs to build and test, and only what is missing. A second run does nothing.
+set -euo pipefail
+debs=(build-essential libdnnl-dev libnifti2-dev zlib1g-dev libpng-dev libjansson-dev libcmocka-dev pkg-config)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_ apt-get update -qq
+  $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+py=${PYTHON:-python3}
+if ! "$py" -c 'import numpy' 2>/dev/null; then
+  echo "setup: installing numpy"
+  "$py" -m pip install -q numpy
+fi
