@@ -58,7 +58,7 @@ $(OUT_A): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(CLI): $(wildcard examples/sarco/*.c) $(OUT_A)
+$(CLI): $(wildcard examples/sarco/*.c examples/sarco/*.h) $(OUT_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $(filter %.c,$^) $(OUT_A) $(LIBS) $(LDFLAGS_ALL)
 
