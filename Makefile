@@ -16,7 +16,7 @@ SAN ?=
 WARN := -Wall -Wextra -Werror
 CFLAGS_ALL := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden -fopenmp $(WARN) $(SAN) -D_GNU_SOURCE \
               -Iinclude -I. -I/usr/include/nifti $(CFLAGS)
-LIBS := -ldnnl -lniftiio -lznz -lz -lpng -ljansson -ldl -lm -fopenmp
+LIBS := -ldnnl -lnifti2 -lznz -lz -lpng -ljansson -ldl -lm -fopenmp
 LDFLAGS_ALL := $(SAN) $(LDFLAGS)
 
 LIB_SRC := $(filter-out lib/cuda/%,$(wildcard lib/*/*.c))
@@ -76,8 +76,13 @@ test: setup
 	$(MAKE) all
 	$(MAKE) test-c test-py
 
+# The public header compiles alone as C99/C11/C++11/C++17; the .so exports only sarco_* and links no CUDA.
+.PHONY: test-header
+test-header: lib
+	@tools/check_header.sh include && tools/check_exports.sh $(OUT_SO) include/sarco/sarco.h
+
 test-c: $(TEST_BIN) lib
-	@tools/run_tests.sh $(BUILD)/test $(TEST_BIN)
+	@tools/run_tests.sh $(BUILD)/test $(TEST_BIN); rc=$$?; $(MAKE) --no-print-directory test-header || rc=1; exit $$rc
 
 test-py: lib
 	@SARCO_LIBRARY=$(CURDIR)/$(SO) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m unittest discover -s test/python -t test/python -v 2>&1 | tail -n 200; \

@@ -4,8 +4,10 @@
 
 #include "cli.h"
 
+int cmd_segment(int argc, char **argv); /* cmd_segment.c */
 static const cli_verb verbs[] = {
     {"version", "print the library version", cmd_version},
+    {"segment", "segment a CT with a model: label map + volume report", cmd_segment},
 };
 #define NVERBS (sizeof verbs / sizeof *verbs)
 

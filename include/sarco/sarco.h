@@ -109,6 +109,21 @@ SARCO_API void sarco_context_set_progress(sarco_context *ctx, sarco_progress_fn 
 
 /* ---- images ------------------------------------------------------------------------------ */
 
+/* The NIfTI header geometry an image was read from, exactly as stored (file units, no unit
+ * scaling), so that writing the image or a label map on its grid gives back the same dims,
+ * pixdim, xyzt_units, qform and sform. version 0: not from a NIfTI file (the rest is zero). */
+typedef struct sarco_nifti_geometry {
+    int version;           /* 1 or 2 (NIfTI-1 / NIfTI-2), 0 = none */
+    int datatype;          /* the file's NIFTI_TYPE_* code */
+    int64_t dim[8];        /* dim[0] = rank; dims past the rank are 1 */
+    double pixdim[8];      /* pixdim[0] = qfac */
+    int xyzt_units;
+    int qform_code, sform_code;
+    double quatern[3];     /* quatern_b, quatern_c, quatern_d */
+    double qoffset[3];     /* qoffset_x, qoffset_y, qoffset_z */
+    double srow[3][4];     /* srow_x, srow_y, srow_z */
+} sarco_nifti_geometry;
+
 /* A scalar image on the host, float32, x fastest (NIfTI order): data[x + nx*(y + ny*z)].
  * spacing in mm; affine maps voxel (i, j, k, 1) to scanner RAS+ mm (NIfTI sform/qform). */
 typedef struct sarco_image {
@@ -119,11 +134,14 @@ typedef struct sarco_image {
     float *data;           /* owned by the image */
     int64_t nan_count;     /* NaN voxels found when the file was read (kept as NaN) */
     uint32_t flags;        /* SARCO_IMAGE_* notes from reading */
+    /* fields added later stay below, at the end */
+    sarco_nifti_geometry nifti; /* the source header's geometry (docs/io.md) */
 } sarco_image;
 
 #define SARCO_IMAGE_UNITS_ASSUMED_MM 0x1u   /* xyzt_units said nothing: spacing taken as mm */
 #define SARCO_IMAGE_SCALED 0x2u             /* scl_slope/inter were applied */
 #define SARCO_IMAGE_NO_SPACING 0x4u         /* the file carries no physical spacing (PNG without pHYs) */
+#define SARCO_IMAGE_QFORM_SFORM_DISAGREE 0x8u /* both set, > 1e-3 mm apart inside the grid: sform used */
 
 SARCO_API sarco_status sarco_image_create(sarco_context *ctx, int ndim, const int64_t *dims,
                                           const double *spacing, sarco_image **out);
@@ -154,6 +172,258 @@ SARCO_API sarco_status sarco_model_output_shape(sarco_context *ctx, const sarco_
 SARCO_API sarco_status sarco_model_forward(sarco_context *ctx, sarco_model *model, int ndim,
                                            const int64_t *in_shape, const float *x, float *y,
                                            size_t y_count);
+
+/* ---- measurements, segmentation metrics, cohort statistics -------------------------------- */
+
+/* Arrays in this section are in C order, as numpy stores them: dims[0] is the slowest axis and
+ * dims[ndim - 1] the fastest, so element (i, j, k) of a 3D array is a[k + dims[2] * (j + dims[1] * i)];
+ * spacing[a] (mm, finite, > 0) belongs to axis a. A sarco_image (x fastest) is such an array, with no
+ * copy, when read as dims {nz, ny, nx} and spacing {sz, sy, sx} (2D: {ny, nx} and {sy, sx}).
+ * ndim is 2 or 3. Label images are uint16, 0 = background. ctx may be NULL: then every core is
+ * used and no message is kept. Results do not depend on the number of threads, except that the
+ * intensity sums of an image with non-integer values may differ in the last bits. */
+
+/* Exact Euclidean distance transform, as scipy.ndimage.distance_transform_edt(mask, sampling=spacing):
+ * out[i] = distance in mm from voxel i to the nearest voxel whose mask is 0 (0 where the mask is 0;
+ * +inf everywhere when no voxel is 0). out holds prod(dims) floats. */
+SARCO_API sarco_status sarco_edt(sarco_context *ctx, int ndim, const int64_t *dims, const double *spacing,
+                                 const uint8_t *mask, float *out);
+
+#define SARCO_MEASURE_HAS_IMAGE 0x1u /* the intensity fields are set (an image was given) */
+
+/* One label's size and intensity. CT windows (inclusive): muscle -29..150 HU, IMAT -190..-30 HU. */
+typedef struct sarco_label_measure {
+    int32_t label;
+    uint32_t flags;         /* SARCO_MEASURE_* */
+    int64_t voxels;         /* voxels (pixels in 2D) carrying the label */
+    double volume_ml;       /* 3D: voxels x voxel volume / 1000; 0 in 2D */
+    double area_cm2;        /* 2D: pixels x pixel area / 100; 0 in 3D */
+    /* with an image only (else 0); NaN/inf intensities are left out and counted */
+    int64_t finite_voxels;  /* voxels with a finite intensity: the statistics cover these */
+    double mean, sd;        /* sd: population (divides by finite_voxels, as numpy.std) */
+    double min, max;
+    double fraction_muscle; /* share of finite_voxels inside -29..150 HU */
+    double fraction_imat;   /* share of finite_voxels inside -190..-30 HU */
+} sarco_label_measure;
+
+/* Per-label voxel counts, volumes (3D) or areas (2D) and intensity statistics in one pass.
+ * image (optional, float32, same dims) gives the intensities, e.g. CT in HU. which/nwhich: the
+ * labels to report, in that order (absent ones get zero counts); which = NULL reports every nonzero
+ * label present, ascending. *out (free with sarco_label_measures_free) holds *count entries. */
+SARCO_API sarco_status sarco_measure_labels(sarco_context *ctx, int ndim, const int64_t *dims,
+                                            const double *spacing, const uint16_t *labels, const float *image,
+                                            const int32_t *which, size_t nwhich, sarco_label_measure **out,
+                                            size_t *count);
+SARCO_API void sarco_label_measures_free(sarco_label_measure *m);
+
+/* Flags of a sarco_seg_metrics. With both masks empty: Dice = Jaccard = 1, distances 0, RAVD 0.
+ * With one empty: Dice = Jaccard = 0 and HD = HD95 = ASSD = the image diagonal, the length of the
+ * field of view sqrt(sum_a (dims[a] spacing[a])^2) in mm. RAVD with an empty reference is
+ * undefined: it is 0 and flagged. No field is ever NaN. */
+#define SARCO_METRIC_PRED_EMPTY 0x1u
+#define SARCO_METRIC_REF_EMPTY 0x2u
+#define SARCO_METRIC_RAVD_UNDEFINED 0x4u
+
+/* One label's agreement between a prediction P and a reference G.
+ * Surface = voxels of the mask with a face-neighbour (4 in 2D, 6 in 3D) outside the mask or the
+ * array. Distances: exact Euclidean, in mm, from each surface voxel of one mask to the nearest
+ * surface voxel of the other. HD = max of the two directed maxima; HD95 = max of the two directed
+ * 95th percentiles (linear interpolation); ASSD = mean of both directions' distances pooled
+ * (MONAI's SurfaceDistanceMetric(symmetric=True)); RAVD = (|P| - |G|) / |G| x 100, signed. */
+typedef struct sarco_seg_metrics {
+    int32_t label;
+    uint32_t flags;                            /* SARCO_METRIC_* */
+    int64_t voxels_pred, voxels_ref, voxels_both;
+    int64_t surface_pred, surface_ref;         /* surface voxel counts */
+    double dice, jaccard;
+    double hd_mm, hd95_mm, assd_mm;
+    double ravd_percent;
+    double volume_pred_ml, volume_ref_ml;      /* 3D; 0 in 2D */
+    double area_pred_cm2, area_ref_cm2;        /* 2D; 0 in 3D */
+} sarco_seg_metrics;
+
+/* Per-label metrics of pred against ref (same dims). labels/nlabels: the labels to evaluate, in
+ * that order; labels = NULL evaluates every nonzero label found in either image, ascending.
+ * *out (free with sarco_seg_metrics_free) holds *count entries. */
+SARCO_API sarco_status sarco_evaluate_labels(sarco_context *ctx, int ndim, const int64_t *dims,
+                                             const double *spacing, const uint16_t *pred, const uint16_t *ref,
+                                             const int32_t *labels, size_t nlabels, sarco_seg_metrics **out,
+                                             size_t *count);
+SARCO_API void sarco_seg_metrics_free(sarco_seg_metrics *m);
+
+/* Cohort statistics. Inputs must be finite; failures (too few values, zero variance) return
+ * INVALID_ARGUMENT with the reason rather than a NaN. */
+
+/* Pearson correlation of x and y (n >= 2, neither constant). */
+SARCO_API sarco_status sarco_stats_pearson(sarco_context *ctx, const double *x, const double *y, size_t n,
+                                           double *r);
+
+/* Intraclass correlation (Shrout & Fleiss 1979) of n subjects x k raters, ratings[i * k + j]. */
+typedef enum sarco_icc_form {
+    SARCO_ICC_1_1 = 0, /* one-way random, single rater */
+    SARCO_ICC_2_1 = 1, /* two-way random, absolute agreement, single rater */
+    SARCO_ICC_3_1 = 2  /* two-way mixed, consistency, single rater */
+} sarco_icc_form;
+SARCO_API sarco_status sarco_stats_icc(sarco_context *ctx, const double *ratings, size_t n, size_t k,
+                                       sarco_icc_form form, double *icc);
+
+/* Area under the ROC curve = Mann-Whitney U / (n_pos n_neg), ties counted one half. truth: nonzero =
+ * positive; both classes must be present. */
+SARCO_API sarco_status sarco_stats_auc(sarco_context *ctx, const double *scores, const uint8_t *truth, size_t n,
+                                       double *auc);
+
+#define SARCO_BINARY_NO_POSITIVES 0x1u /* sensitivity undefined: reported as 0 */
+#define SARCO_BINARY_NO_NEGATIVES 0x2u /* specificity undefined: reported as 0 */
+#define SARCO_BINARY_F1_UNDEFINED 0x4u /* no true or predicted positives: F1 reported as 0 */
+
+/* A classifier at a threshold: predicted positive when score >= threshold. */
+typedef struct sarco_binary_metrics {
+    int64_t tp, fp, tn, fn;
+    double sensitivity, specificity, accuracy, f1;
+    uint32_t flags; /* SARCO_BINARY_* */
+} sarco_binary_metrics;
+SARCO_API sarco_status sarco_stats_binary(sarco_context *ctx, const double *scores, const uint8_t *truth,
+                                          size_t n, double threshold, sarco_binary_metrics *out);
+
+/* ---- images: files ------------------------------------------------------------------------ */
+
+/* Reads a NIfTI-1 or NIfTI-2 file (.nii or gzipped .nii.gz, either byte order) or a PNG, told apart
+ * by content. Every header field is checked before anything is allocated (docs/io.md lists the
+ * rules and the status each broken file gets). NIfTI: 1D-3D, or 4D+ with dim[4..] = 1; every real
+ * datatype becomes float32 with scl_slope/scl_inter applied; spacing and affine in mm (xyzt_units
+ * metres and micrometres converted); affine = sform if sform_code > 0, else qform if qform_code > 0,
+ * else diag(pixdim); spacing = the affine's column lengths. PNG: grey on a 0..255 scale (1/2/4-bit
+ * stretched, 16-bit / 257 kept fractional; colour -> ITU-R BT.601 luma; alpha ignored); spacing
+ * from pHYs in metres, else 0 with SARCO_IMAGE_NO_SPACING (see sarco_image_set_spacing). */
+SARCO_API sarco_status sarco_image_read(sarco_context *ctx, const char *path, sarco_image **out);
+
+/* Writes img as float32 NIfTI, .nii or .nii.gz by the path's ending. An image read from NIfTI (and
+ * not re-gridded since) keeps its header's dims, pixdim, units, qform and sform exactly; any other
+ * image is written from its affine (mm). Atomic: a temporary file in the target's directory,
+ * fsync, rename; on failure no file is left and an existing one at path is untouched. */
+SARCO_API sarco_status sarco_image_write(sarco_context *ctx, const sarco_image *img, const char *path);
+
+/* Writes a label map (NIFTI_INTENT_LABEL) on geometry's grid, exactly as sarco_image_write would
+ * place it; geometry->data is not used. labels: one value per voxel, x fastest, each <= max_label
+ * (0..65535); stored as uint8 when max_label <= 255, else uint16. Atomic as above. */
+SARCO_API sarco_status sarco_labels_write(sarco_context *ctx, const sarco_image *geometry, const uint16_t *labels,
+                                          int max_label, const char *path);
+
+/* Reads a label map exactly: every voxel (after scl_slope/scl_inter) must be an integer in 0..65535,
+ * otherwise BAD_FORMAT naming the first voxel that is not (NaN, negative, fractional, too large).
+ * PNG: grey samples as stored (no stretching) or palette indices; colour PNGs are refused.
+ * *geometry gets dims, spacing, affine, flags and header geometry, with data == NULL.
+ * Free *labels with sarco_labels_free and *geometry with sarco_image_free. */
+SARCO_API sarco_status sarco_labels_read(sarco_context *ctx, const char *path, uint16_t **labels,
+                                         sarco_image **geometry);
+SARCO_API void sarco_labels_free(uint16_t *labels);
+
+/* A new zero-filled image with src's dims, spacing, affine, header geometry and flags. */
+SARCO_API sarco_status sarco_image_like(sarco_context *ctx, const sarco_image *src, sarco_image **out);
+/* Copies spacing, affine, header geometry and flags (not nan_count) from src to dst (same dims). */
+SARCO_API sarco_status sarco_image_copy_geometry(sarco_context *ctx, sarco_image *dst, const sarco_image *src);
+/* Sets the voxel size in mm (ndim values, finite, > 0) where the file had none or it is wrong: the
+ * affine's columns keep their directions (axis-aligned where they were zero) and take the new
+ * lengths, NO_SPACING is cleared and the header geometry is dropped (nifti.version = 0). */
+SARCO_API sarco_status sarco_image_set_spacing(sarco_context *ctx, sarco_image *img, const double *spacing);
+
+/* ---- segmentation pipeline (docs/pipeline.md) ---------------------------------------------- */
+
+typedef enum sarco_blend_mode {
+    SARCO_BLEND_FROM_CONFIG = 0, /* the model config's inference.mode (default constant) */
+    SARCO_BLEND_CONSTANT = 1,
+    SARCO_BLEND_GAUSSIAN = 2
+} sarco_blend_mode;
+
+/* MONAI sliding_window_inference settings. Fields left at their _init values take the model
+ * config's "inference" entry, else MONAI's defaults (overlap 0.25, constant, sigma 0.125, batch 1). */
+typedef struct sarco_window_options {
+    size_t struct_size;        /* sizeof(sarco_window_options); set by sarco_window_options_init */
+    int64_t roi[3];            /* window size per spatial axis; 0 = config inference.roi */
+    double overlap;            /* in [0, 1); < 0 = config */
+    sarco_blend_mode mode;
+    double sigma_scale;        /* Gaussian sigma / roi; <= 0 = config */
+    int sw_batch_size;         /* windows per network call; 0 = config */
+    float cval;                /* padding value for inputs smaller than the roi; default 0 */
+} sarco_window_options;
+
+SARCO_API void sarco_window_options_init(sarco_window_options *opts);
+
+/* The logits shape sarco_sliding_window gives for an input shape (N, C, [D,] H, W): (N, classes,
+ * same spatial size). */
+SARCO_API sarco_status sarco_sliding_window_shape(sarco_context *ctx, const sarco_model *model, int ndim,
+                                                  const int64_t *in_shape, const sarco_window_options *opts,
+                                                  int64_t *out_shape);
+
+/* The raw network input x (N, C, [D,] H, W), float32, PyTorch layout, host) through MONAI's
+ * sliding_window_inference with the model's roi: no preprocessing. logits holds logits_count floats
+ * (the product of sarco_sliding_window_shape). opts may be NULL. Progress stage "windows". */
+SARCO_API sarco_status sarco_sliding_window(sarco_context *ctx, sarco_model *model, int ndim,
+                                            const int64_t *in_shape, const float *x,
+                                            const sarco_window_options *opts, float *logits,
+                                            size_t logits_count);
+
+typedef struct sarco_segment_options {
+    size_t struct_size;        /* sizeof(sarco_segment_options); set by sarco_segment_options_init */
+    sarco_window_options window;
+} sarco_segment_options;
+
+SARCO_API void sarco_segment_options_init(sarco_segment_options *opts);
+
+/* What sarco_segment did. The caller sets struct_size (sizeof); fields past it are not written. */
+typedef struct sarco_segment_info {
+    size_t struct_size;
+    int64_t crop_start[3], crop_end[3]; /* foreground box in input voxels (after axcodes), [start, end) */
+    int64_t model_dims[3];              /* the grid the network ran on, image axis order */
+    double model_spacing[3];            /* mm */
+    int64_t roi[3];
+    double overlap;
+    sarco_blend_mode mode;
+    double sigma_scale;
+    int sw_batch_size;
+    int64_t windows;                    /* network calls x batch */
+    int num_classes;                    /* network output channels */
+    size_t slab_bytes;                  /* host bytes of the blending slab (not the whole logits) */
+    double seconds_preprocess, seconds_inference, seconds_postprocess;
+} sarco_segment_info;
+
+/* The whole path on a CT (or 2-D) image: the config's preprocessing (HU window and scaling, gamma,
+ * crop to foreground, resampling to the model's spacing), sliding-window inference, argmax, and the
+ * labels back on ct's grid (nearest neighbour; 0 outside the foreground box). Memory stays bounded:
+ * the logits are blended in slabs of roi rows and never held whole. labels: caller-owned, one
+ * uint16 per voxel of ct, x fastest; labels_count must equal the voxel count. opts and info may be
+ * NULL. Progress stage "windows". */
+SARCO_API sarco_status sarco_segment(sarco_context *ctx, sarco_model *model, const sarco_image *ct,
+                                     const sarco_segment_options *opts, uint16_t *labels, size_t labels_count,
+                                     sarco_segment_info *info);
+
+/* Per-label and per-group volumes of a label map on ct's grid. */
+typedef struct sarco_volume_entry {
+    int32_t label;             /* the label; -1 for a group */
+    const char *name;          /* class or group name (owned by the report) */
+    int64_t voxels;
+    double volume_ml;          /* voxels x |det(affine[:3,:3])| / 1000 (area in cm^2 for 2-D images) */
+    double volume_index;       /* volume_ml / height_m^2 (mL/m^2); 0 when no height was given */
+    int64_t finite_voxels;     /* voxels with a finite intensity (the HU statistics cover these) */
+    double hu_mean, hu_sd;     /* of ct inside the label; sd divides by finite_voxels */
+} sarco_volume_entry;
+
+typedef struct sarco_volume_report {
+    size_t nlabels;
+    sarco_volume_entry *labels; /* labels 1..classes-1 (or the largest label present), ascending */
+    size_t ngroups;
+    sarco_volume_entry *groups; /* the config's "groups", in its order */
+    double voxel_volume_ml;     /* |det(affine)| / 1000 */
+    double height_m;            /* 0 = none given */
+} sarco_volume_report;
+
+/* Volumes and HU statistics of labels (on ct's grid, x fastest) with the model config's class
+ * names and groups. model may be NULL (then names are "label_N" and there are no groups);
+ * height_m <= 0 means none. Free *out with sarco_volume_report_free. */
+SARCO_API sarco_status sarco_segment_volumes(sarco_context *ctx, const sarco_model *model, const sarco_image *ct,
+                                             const uint16_t *labels, size_t labels_count, double height_m,
+                                             sarco_volume_report **out);
+SARCO_API void sarco_volume_report_free(sarco_volume_report *report);
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,10 @@
 
 #include "arch.h"
 
+extern const sarco_arch sarco_arch_unetr; /* unetr.c */
+
 static const sarco_arch *const archs[] = {
+    &sarco_arch_unetr,
     NULL, /* end */
 };
 

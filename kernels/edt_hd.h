@@ -1,0 +1,76 @@
+/* Exact Euclidean distance transform, one line at a time, shared by the CPU loops and the CUDA
+ * kernels (one line per thread). Separable: a first pass finds, along one axis, the distance to
+ * the nearest site on the same line; every further pass takes the lower envelope of parabolas
+ * (Felzenszwalb & Huttenlocher 2012, "Distance transforms of sampled functions"), which is exact
+ * for any per-axis spacing. Values are squared distances in mm^2; +inf means "no site". */
+#ifndef SARCO_KERNELS_EDT_HD_H
+#define SARCO_KERNELS_EDT_HD_H
+
+#include "hd.h"
+
+#define SARCO_EDT_INF INFINITY
+
+/* First pass: d[i * ds] = (s * |i - j|)^2 for the nearest j with (site[j * ss] & bit) != 0, or +inf
+ * when the line holds no site. s2 = s * s, the squared spacing along the line. */
+SARCO_HD void sarco_edt_line_binary(int64_t n, double s2, const uint8_t *site, int64_t ss, uint8_t bit, float *d,
+                                    int64_t ds) {
+    /* forward sweep: distance to the nearest site at or before i (in voxels), -1 = none yet */
+    int64_t last = -1;
+    for (int64_t i = 0; i < n; i++) {
+        if (site[i * ss] & bit) last = i;
+        d[i * ds] = last < 0 ? SARCO_EDT_INF : (float)(s2 * (double)(i - last) * (double)(i - last));
+    }
+    if (last < 0) return;
+    /* backward sweep: the nearest site at or after i may be closer */
+    last = -1;
+    for (int64_t i = n - 1; i >= 0; i--) {
+        if (site[i * ss] & bit) last = i;
+        if (last >= 0) {
+            float b = (float)(s2 * (double)(last - i) * (double)(last - i));
+            if (b < d[i * ds]) d[i * ds] = b;
+        }
+    }
+}
+
+/* Lower envelope pass: d[i * ds] = min_j f[j * fs] + s2 (i - j)^2 over the finite f[j]; +inf when
+ * none is finite. d may be f (in place, same stride). Scratch: v and fv hold n entries, z n + 1.
+ * Intersections are computed in double in the form (f_q - f_v) / (2 s2 (q - v)) + (q + v) / 2,
+ * which avoids the cancellation of the textbook (f_q + q^2) - (f_v + v^2). */
+SARCO_HD void sarco_edt_line(int64_t n, double s2, const float *f, int64_t fs, float *d, int64_t ds, int32_t *v,
+                             double *fv, double *z) {
+    int64_t k = -1;
+    for (int64_t q = 0; q < n; q++) {
+        double fq = (double)f[q * fs];
+        if (!(fq < (double)SARCO_EDT_INF)) continue; /* +inf (or NaN): not a site */
+        if (k < 0) {
+            k = 0;
+            v[0] = (int32_t)q;
+            fv[0] = fq;
+            z[0] = -(double)SARCO_EDT_INF;
+            continue;
+        }
+        /* z[0] = -inf stops the pops at k = 0 */
+        double s = (fq - fv[k]) / (2.0 * s2 * (double)(q - v[k])) + 0.5 * (double)(q + v[k]);
+        while (s <= z[k]) {
+            k--;
+            s = (fq - fv[k]) / (2.0 * s2 * (double)(q - v[k])) + 0.5 * (double)(q + v[k]);
+        }
+        k++;
+        v[k] = (int32_t)q;
+        fv[k] = fq;
+        z[k] = s;
+    }
+    if (k < 0) {
+        for (int64_t q = 0; q < n; q++) d[q * ds] = SARCO_EDT_INF;
+        return;
+    }
+    z[k + 1] = (double)SARCO_EDT_INF;
+    int64_t j = 0;
+    for (int64_t q = 0; q < n; q++) {
+        while (z[j + 1] < (double)q) j++;
+        double dq = (double)(q - v[j]);
+        d[q * ds] = (float)(s2 * dq * dq + fv[j]);
+    }
+}
+
+#endif

@@ -1,0 +1,136 @@
+"""libsarco from Python: numpy in, numpy out, exceptions carrying the library's message.
+
+    import sarco
+    with sarco.Model("unetr.safetensors", backend="cpu") as m:
+        y = m.forward(x)            # x: (N, C, D, H, W) float array, PyTorch layout
+
+Convert PyTorch checkpoints with `python3 -m sarco.convert --help`.
+"""
+import ctypes
+import json
+
+import numpy as np
+
+from ._lib import Context, SarcoError, check, lib
+
+__all__ = ["Model", "Context", "SarcoError", "version", "version_number"]
+
+# Functions that live in submodules, imported on first use (PEP 562) so that `import sarco` stays
+# cheap and works without the shared library (sarco.convert needs numpy only). name -> module.
+_LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics"}
+
+
+def __getattr__(name):
+    import importlib
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'sarco' has no attribute {name!r}")
+
+
+def version():
+    """The library's version string, e.g. "0.1.0"."""
+    return lib().sarco_version_string().decode()
+
+
+def version_number():
+    """MAJOR*10000 + MINOR*100 + PATCH of the loaded library."""
+    return int(lib().sarco_version_number())
+
+
+def _shape_arg(shape):
+    return (ctypes.c_int64 * len(shape))(*[int(s) for s in shape])
+
+
+class Model:
+    """A libsarco model file loaded on a backend.
+
+    Model(path, backend="cpu", threads=0) creates its own context ("auto", "cpu" or "cuda");
+    pass context=sarco.Context(...) to share one between models. Use as a context manager or call
+    close(); the model is always freed before the context it was loaded on."""
+
+    def __init__(self, path, backend="cpu", threads=0, context=None):
+        self._h = None
+        self._ctx = None
+        own = context is None
+        ctx = Context(backend=backend, threads=threads) if own else context
+        ctx.acquire()
+        self._ctx = ctx
+        if own:
+            ctx.close()  # freed for real when this model releases it
+        h = ctypes.c_void_p()
+        try:
+            with ctx.lock:
+                check(lib().sarco_model_load(ctx.handle, str(path).encode(), ctypes.byref(h)), ctx)
+        except BaseException:
+            self._ctx = None
+            ctx.release()
+            raise
+        self._h = h
+        self.path = str(path)
+        self.config = json.loads(lib().sarco_model_config_json(h).decode("utf-8"))
+        self.arch = lib().sarco_model_arch(h).decode()
+
+    @property
+    def backend(self):
+        """"cpu" or "cuda"."""
+        return self._alive().backend
+
+    def _alive(self):
+        if self._h is None:
+            raise ValueError("the model is closed")
+        return self._ctx
+
+    def output_shape(self, in_shape):
+        """The network's output shape for an input shape (N, C, [D,] H, W)."""
+        ctx = self._alive()
+        in_shape = tuple(int(s) for s in in_shape)
+        out = (ctypes.c_int64 * max(len(in_shape), 1))()
+        with ctx.lock:
+            check(lib().sarco_model_output_shape(ctx.handle, self._h, len(in_shape), _shape_arg(in_shape), out), ctx)
+        return tuple(int(v) for v in out[: len(in_shape)])
+
+    def forward(self, x):
+        """Runs the raw network on x, a (N, C, H, W) or (N, C, D, H, W) array in PyTorch layout
+        (any float or integer dtype, any strides); returns float32 in the same layout."""
+        ctx = self._alive()
+        x = np.asarray(x)
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise TypeError(f"forward: need a real numeric array, got dtype {x.dtype}")
+        if x.ndim not in (4, 5):
+            raise ValueError(f"forward: need a 4-D (N, C, H, W) or 5-D (N, C, D, H, W) array with the batch "
+                             f"dimension, got shape {x.shape}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        oshape = self.output_shape(x.shape)
+        y = np.empty(oshape, dtype=np.float32)
+        fp = ctypes.POINTER(ctypes.c_float)
+        with ctx.lock:
+            st = lib().sarco_model_forward(ctx.handle, self._h, x.ndim, _shape_arg(x.shape),
+                                           x.ctypes.data_as(fp), y.ctypes.data_as(fp), y.size)
+            check(st, ctx)
+        return y
+
+    __call__ = forward
+
+    def close(self):
+        h, self._h = self._h, None
+        ctx, self._ctx = self._ctx, None
+        if h is not None:
+            lib().sarco_model_free(h)
+        if ctx is not None:
+            ctx.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        state = "closed" if self._h is None else self.backend
+        return f"<sarco.Model {self.arch if self._h is not None else ''} {self.path!r} ({state})>"
