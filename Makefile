@@ -67,6 +67,13 @@ $(BUILD)/test/%: test/%.c $(OUT_A) $(wildcard test/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-unused-parameter -o $@ $< $(OUT_A) $(LIBS) -lcmocka $(LDFLAGS_ALL)
 
+# Benchmarks: every bench/*.c into $(BUILD)/bench/, linked like the tests (static archive).
+bench: $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+
+$(BUILD)/bench/%: bench/%.c $(OUT_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(OUT_A) $(LIBS) $(LDFLAGS_ALL)
+
 include mk/cuda.mk
 
 setup:
@@ -81,8 +88,9 @@ test: setup
 test-header: lib
 	@tools/check_header.sh include && tools/check_exports.sh $(OUT_SO) include/sarco/sarco.h
 
-test-c: $(TEST_BIN) lib
-	@tools/run_tests.sh $(BUILD)/test $(TEST_BIN); rc=$$?; $(MAKE) --no-print-directory test-header || rc=1; exit $$rc
+# Tests link the static archive, so point the CUDA loader at the plugin explicitly.
+test-c: $(TEST_BIN) lib cuda
+	@$(if $(wildcard $(CUDA_SO)),SARCO_CUDA_LIBRARY=$(CURDIR)/$(CUDA_SO)) tools/run_tests.sh $(BUILD)/test $(TEST_BIN); rc=$$?; $(MAKE) --no-print-directory test-header || rc=1; exit $$rc
 
 test-py: lib
 	@SARCO_LIBRARY=$(CURDIR)/$(SO) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m unittest discover -s test/python -t test/python -v 2>&1 | tail -n 200; \

@@ -36,7 +36,20 @@ $(CUDA_SO): $(CUDA_OBJ) lib/cuda/exports.map
 	    -Xlinker --version-script=lib/cuda/exports.map -Xlinker --no-undefined -Xlinker -rpath=$(CUDA_LIBDIR)
 
 -include $(CUDA_OBJ:.o=.d)
+
+# bench/bench_cuda.cu: every op and a whole UNETR forward on the GPU (SKIP line without one).
+CUDA_BENCH := $(BUILD)/bench/bench_cuda
+.PHONY: bench-cuda
+bench-cuda: $(CUDA_BENCH) $(CUDA_SO)
+	$(CUDA_BENCH)
+
+$(CUDA_BENCH): bench/bench_cuda.cu $(OUT_A)
+	@mkdir -p $(dir $@)
+	$(NVCC) -std=c++20 $(OPT) -g -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror,-fopenmp -D_GNU_SOURCE \
+	    -Iinclude -I. -o $@ $< $(OUT_A) $(filter-out -fopenmp,$(LIBS)) -lgomp
 else
 cuda:
 	@echo "nvcc not found: skipping libsarco_cuda.so"
+bench-cuda:
+	@echo "SKIP bench_cuda: nvcc not found"
 endif

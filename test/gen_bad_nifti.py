@@ -18,7 +18,7 @@ Label files written by libsarco itself (--lib PATH to a built libsarco.so, or th
 written_*.nii[.gz] are written through sarco_labels_read + sarco_labels_write with ctypes, loaded with
 nibabel, and must carry the same affine as their source. Without a library they are left out.
 
-Usage: python3 test/gen_bad_nifti.py [--lib build-x/libsarco.so.0.1.0] [--no-nibabel]
+Usage: python3 test/gen_bad_nifti.py [--lib build-x/libsarco.so.0.1.0 | --no-lib] [--no-nibabel]
 """
 import argparse
 import ctypes
@@ -30,6 +30,7 @@ import os
 import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 
@@ -143,20 +144,22 @@ def voxels(dtype, n, seed):
 
 
 def write(name, h, data=None, ext=b'', extender=None, trailing=b'', gz=False, raw=None, cut=None, members=1):
-    """Packs header + extender + extensions + padding + voxels, maybe gzipped; returns the path."""
+    """Packs header + extender + extensions + padding + voxels (maybe gzipped, maybe cut); returns the path.
+    The voxels go to vox_offset when it is sane, else right after the header and extensions."""
     hsize = 348 if h['version'] == 1 else 540
     if h['vox_offset'] is None:
         h['vox_offset'] = hsize + 4 + len(ext)
     if raw is None:
-        body = pack(h)
         vo = h['vox_offset']
-        vo_i = int(vo) if isinstance(vo, (int, float)) and math.isfinite(vo) and 0 <= vo < 1 << 20 else hsize + 4
-        if vo_i >= hsize + 4:
-            body += bytes([1 if ext else 0, 0, 0, 0]) if extender is None else extender
-            body += ext
-        body = body.ljust(vo_i, b'\0')[:max(vo_i, hsize)] if vo_i >= len(body) else body
+        sane = math.isfinite(vo) and vo == int(vo) and hsize <= vo <= 65536
+        place = int(vo) if sane else hsize + 4 + len(ext)
+        body = pack(h)
+        if place >= hsize + 4:
+            body += (bytes([1 if ext else 0, 0, 0, 0]) if extender is None else extender) + ext
+        assert len(body) <= place, name
+        body = body.ljust(place, b'\0')
         if data is not None:
-            body += data.astype(np.dtype(DT_KIND(data)).newbyteorder(h['endian'])).tobytes()
+            body += data.astype(data.dtype.newbyteorder(h['endian'])).tobytes()
         body += trailing
     else:
         body = raw
@@ -167,18 +170,16 @@ def write(name, h, data=None, ext=b'', extender=None, trailing=b'', gz=False, ra
             k = len(body) // 2
             body = gzip.compress(body[:k], mtime=0) + gzip.compress(body[k:], mtime=0)
     if cut is not None:
-        body = body[:cut] if cut >= 0 else body[:len(body) + cut]
+        body = body[:cut]
     path = os.path.join(OUT, name)
     with open(path, 'wb') as f:
         f.write(body)
     return path
 
 
-def DT_KIND(arr):
-    return arr.dtype.str[1:]
-
-
 def bad(name, status, substring, h=None, api='image', **kw):
+    if 'raw' not in kw:
+        kw.setdefault('gz', name.endswith('.gz'))
     if h is not None or 'raw' in kw:
         write(name, h if h is not None else header(), **kw)
     manifest.append((name, api, status, substring))
@@ -215,6 +216,10 @@ def quat_affine(h):
 def nifti_affine(h):
     if h['sform_code'] > 0:
         a = np.array([[stored(h, v) for v in row] for row in h['srow']])
+        if h['dim'][0] <= 2 and not a[:, 2].any():  # a 2D sform without a third axis: the unit normal
+            n = np.cross(a[:, 0], a[:, 1])
+            a[:, 2] = n / np.linalg.norm(n)
+            h['_normal_added'] = True
     elif h['qform_code'] > 0:
         a = quat_affine(h)
     else:
@@ -243,7 +248,8 @@ def expect_good(name, h, data, api='image', flags=0, nan_count=0, disagree=False
     aff = nifti_affine(h)
     spacing = np.sqrt((aff[:, :3] ** 2).sum(axis=0))
     if api == 'image':
-        out = vals.astype(np.float32)
+        with np.errstate(over="ignore"):  # float64 max -> inf, as the C cast does
+            out = vals.astype(np.float32)
         nan_count = int(np.isnan(out).sum())
         dfile = name + '.f32'
         out.astype('<f4').tofile(os.path.join(OUT, dfile))
@@ -255,11 +261,13 @@ def expect_good(name, h, data, api='image', flags=0, nan_count=0, disagree=False
                          spacing=list(spacing), affine=list(aff.ravel()), unit=UNITS.get(h['xyzt_units'] & 7, 1.0),
                          version=h['version'], datatype=h['datatype'], qform_code=h['qform_code'],
                          sform_code=h['sform_code'], data=dfile, nib=None,
-                         nib_comparable=h['qform_code'] > 0 or h['sform_code'] > 0))
+                         nib_comparable=(h['qform_code'] > 0 or h['sform_code'] > 0) and
+                         not h.get('_normal_added')))
     good.append(name)
 
 
-def make_good(name, h, dtype=None, gz=False, api='image', data=None, seed=0, disagree=False, **kw):
+def make_good(name, h, dtype=None, gz=None, api='image', data=None, seed=0, disagree=False, **kw):
+    gz = name.endswith('.gz') if gz is None else gz
     dtype = dtype or next(k for k, v in DT.items() if v[0] == h['datatype'])
     n = int(np.prod([d for d in h['dim'][1:h['dim'][0] + 1]]))
     if data is None:
@@ -290,7 +298,7 @@ def corpus():
             set_xform(h, rot)
             h['srow'][0][3] = 12.345678901234567
             h['qoffset'][0] = 12.345678901234567
-        make_good(name, h, seed=i)
+        make_good(name, h, seed=i, gz=gz)
 
     # NaN voxels are kept and counted
     h = set_xform(header(1, dtype='float32'), rot)
@@ -351,7 +359,6 @@ def corpus():
     make_good('good_n2_padded.nii', set_xform(header(2, dtype='int16', vox_offset=4096)), seed=63)
     make_good('good_two_members.nii.gz', set_xform(header(1, dtype='int16')), seed=64, gz=True, members=2)
     make_good('good_trailing.nii', set_xform(header(1, dtype='int16')), seed=65, trailing=b'junk after voxels')
-    make_good('good_vox_at_348.nii', set_xform(header(1, dtype='int16', vox_offset=348.0)), seed=66)
 
     # label maps read exactly
     lab = np.random.default_rng(70).integers(0, 31, 60).astype('u1')
@@ -416,20 +423,29 @@ def corpus():
     bad('bad_gz_bomb.nii.gz', LI, 'inflates past', hb(), data=d60, gz=True, trailing=bytes(8 << 20))
     bad('bad_gz_declares_huge.nii.gz', BF, 'more than this',
         dims_h(1, [3, 1000, 1000, 1000, 1, 1, 1, 1]), data=d60, gz=True)
-    raw = gzip.compress(pack(hb(vox_offset=352.0)) + bytes(4) + d60.astype('<i2').tobytes(), mtime=0)
+    plain = pack(hb(vox_offset=352.0)) + bytes(4) + d60.astype('<i2').tobytes()
+    raw = gzip.compress(plain, mtime=0)
     corrupt = bytearray(raw)
-    for i in range(40, 60):
-        corrupt[i] ^= 0x5a
-    bad('bad_gz_corrupt.nii.gz', BF, 'corrupt gzip', raw=bytes(corrupt))
+    corrupt[10] = 0x07  # the first deflate block: final, type 3 (invalid)
+    bad('bad_gz_corrupt.nii.gz', BF, 'corrupt gzip data near inflated byte 0', raw=bytes(corrupt))
+    co = zlib.compressobj(0, zlib.DEFLATED, 31)  # stored blocks: a flipped voxel byte only breaks the CRC
+    stored_gz = bytearray(co.compress(plain) + co.flush())
+    stored_gz[-20] ^= 0x5a
+    bad('bad_gz_corrupt_data.nii.gz', BF, 'incorrect data check', raw=bytes(stored_gz))
     crc = bytearray(raw)
     crc[-6] ^= 0xff  # the CRC32 trailer
-    bad('bad_gz_crc.nii.gz', BF, 'corrupt gzip', raw=bytes(crc))
+    bad('bad_gz_crc.nii.gz', BF, 'incorrect data check', raw=bytes(crc))
+    size = bytearray(raw)
+    size[-2] ^= 0x01  # the ISIZE trailer
+    bad('bad_gz_isize.nii.gz', BF, 'incorrect length check', raw=bytes(size))
     bad('bad_vox_past_end.nii', BF, 'past the end', hb(vox_offset=100000.0), data=d60)
     bad('bad_vox_nan.nii', BF, 'vox_offset is NaN', hb(vox_offset=float('nan')), data=d60)
     bad('bad_vox_negative.nii', BF, 'vox_offset -352 is negative', hb(vox_offset=-352.0), data=d60)
     bad('bad_vox_inf.nii', BF, 'past the end', hb(vox_offset=float('inf')), data=d60)
     bad('bad_vox_fraction.nii', BF, 'whole number', hb(vox_offset=352.5), data=d60)
-    bad('bad_vox_inside_header.nii', BF, 'inside the 348-byte header', hb(vox_offset=200.0), data=d60)
+    bad('bad_vox_inside_header.nii', BF, 'vox_offset 200 is below 352', hb(vox_offset=200.0), data=d60)
+    bad('bad_vox_348.nii', BF, 'vox_offset 348 is below 352', hb(vox_offset=348.0), data=d60)
+    bad('bad_n2_vox_540.nii', BF, 'vox_offset 540 is below 544', set_xform(header(2, vox_offset=540)), data=d60)
     bad('bad_n2_vox_negative.nii', BF, 'vox_offset -8 is negative', set_xform(header(2, vox_offset=-8)), data=d60)
     bad('bad_n2_vox_past_end.nii.gz', BF, 'more than this', set_xform(header(2, vox_offset=1 << 50)), data=d60,
         gz=True)
@@ -574,7 +590,8 @@ for name, data, api in json.load(sys.stdin):
         got = np.asarray(img.get_fdata(dtype=np.float64)).ravel(order="F")
         if api == "image":
             want = np.fromfile(data, "<f4")
-            got = got.astype(np.float32)
+            with np.errstate(over="ignore"):
+                got = got.astype(np.float32)
             r["data_equal"] = bool(np.array_equal(got.view(np.uint32)[~np.isnan(got)],
                                                   want.view(np.uint32)[~np.isnan(want)])
                                    and np.array_equal(np.isnan(got), np.isnan(want)))
@@ -649,11 +666,12 @@ def save_tables():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--lib', help='libsarco.so used to write the written_* label files')
+    ap.add_argument('--no-lib', action='store_true', help='leave the written_* files out')
     ap.add_argument('--no-nibabel', action='store_true')
     a = ap.parse_args()
     corpus()
     written = []
-    lib = find_lib(a.lib)
+    lib = None if a.no_lib else find_lib(a.lib)
     if lib:
         write_with_library(lib)
         written = WRITTEN

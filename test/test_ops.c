@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "lib/cpu/cpu.h"
 #include "lib/ops/ops.h"
 
 #define TOL_CONV 1e-10
@@ -465,30 +466,30 @@ static void test_deconv(void **state) {
                                             SARCO_ACT_SIGMOID, 0), 1, 1, V3(3, 3, 2), 1);
 }
 
-/* Many input shapes on one prepared conv: more than the primitive cache holds, then back to the first. */
-static void test_conv_cache(void **state) {
-    T *t = *state;
+/* Many input shapes on one prepared conv: more than the primitive cache holds, then back to the first
+ * ones. The 3 -> 64 7x7 stem makes oneDNN switch weight layouts between tiny and larger inputs. */
+static void cache_run(T *t, const char *label, sarco_conv_desc d, const int64_t (*shapes)[2], int count) {
     sarco_backend *be = t->be;
-    sarco_conv_desc d = cdesc(2, 3, 4, 1, V2(3, 3), V2(1, 1), V2(1, 1), V2(1, 1), NULL, 1, SARCO_ACT_RELU, 0);
-    float *w = rnd(t, 4 * 3 * 9, 0.3, 0), *b = rnd(t, 4, 0.5, 0);
+    int64_t K = d.k[0] * d.k[1];
+    float *w = rnd(t, (size_t)(d.cout * d.cin * K), 1 / sqrt((double)(d.cin * K)), 0), *b = rnd(t, (size_t)d.cout, 0.5, 0);
     sarco_conv *cv = NULL;
     assert_int_equal(be->ops->conv_prepare(be, &d, 0, w, b, &cv), SARCO_OK);
-    for (int rep = 0; rep < 12; rep++) {
-        int64_t in[2] = {3 + rep % 11, 4 + (rep * 5) % 7}, out[3];
-        int64_t n = 1 + rep % 2, S = in[0] * in[1];
+    for (int rep = 0; rep < count; rep++) {
+        const int64_t *in = shapes[rep];
+        int64_t out[3], n = 1 + rep % 2, S = in[0] * in[1];
         assert_true(sarco_conv_out_shape(&d, 0, in, out));
-        size_t nx = (size_t)(n * 3 * S), ny = (size_t)(n * 4 * out[0] * out[1]);
+        size_t nx = (size_t)(n * d.cin * S), ny = (size_t)(n * d.cout * out[0] * out[1]);
         float *x = rnd(t, nx, 1, 0), *x_cl = falloc(nx), *got = falloc(ny);
         double *ref = dalloc(ny), *ref_cl = dalloc(ny);
         ref_conv(&d, 0, n, in, out, x, w, b, ref);
         for (size_t i = 0; i < ny; i++) ref[i] = ref_act(d.act, 0, ref[i]);
-        nc_to_cl(x, n, 3, S, x_cl);
-        nc_to_cl_d(ref, n, 4, out[0] * out[1], ref_cl);
+        nc_to_cl(x, n, d.cin, S, x_cl);
+        nc_to_cl_d(ref, n, d.cout, out[0] * out[1], ref_cl);
         float *dx = dnew(t, be, x_cl, nx), *dy = dnew(t, be, NULL, ny);
         assert_int_equal(be->ops->conv_run(be, cv, n, in, dx, NULL, dy), SARCO_OK);
-        dget(t, dy, got, "conv cache");
-        dfree_all(t, "conv cache");
-        check(t, OP_CONV, "conv cache shapes", got, ref_cl, ny, TOL_CONV);
+        dget(t, dy, got, label);
+        dfree_all(t, label);
+        check(t, OP_CONV, label, got, ref_cl, ny, TOL_CONV);
         free(x);
         free(x_cl);
         free(got);
@@ -496,9 +497,21 @@ static void test_conv_cache(void **state) {
         free(ref_cl);
     }
     be->ops->conv_free(be, cv);
-    be->ops->conv_free(be, NULL); /* freeing NULL is a no-op */
     free(w);
     free(b);
+}
+
+static void test_conv_cache(void **state) {
+    T *t = *state;
+    static const int64_t shapes[][2] = {{3, 4}, {4, 9}, {5, 7}, {6, 5}, {7, 10}, {8, 8}, {9, 6}, {10, 4}, {11, 9},
+                                        {12, 7}, {3, 4}, {4, 9}, {13, 5}};
+    cache_run(t, "conv cache 3x3", cdesc(2, 3, 4, 1, V2(3, 3), V2(1, 1), V2(1, 1), V2(1, 1), NULL, 1, SARCO_ACT_RELU, 0),
+              shapes, (int)(sizeof shapes / sizeof *shapes));
+    static const int64_t stem[][2] = {{1, 1}, {2, 2}, {9, 9}, {1, 1}, {12, 3}, {2, 1}, {3, 3}, {4, 4}, {5, 5}, {6, 6},
+                                      {7, 7}, {8, 8}, {1, 2}, {9, 9}};
+    cache_run(t, "conv cache 7x7 stem layouts", cdesc(2, 3, 64, 1, V2(7, 7), V2(2, 2), V2(3, 3), V2(1, 1), NULL, 1,
+                                                      SARCO_ACT_RELU, 0), stem, (int)(sizeof stem / sizeof *stem));
+    t->be->ops->conv_free(t->be, NULL); /* freeing NULL is a no-op */
 }
 
 /* ---- linear and gemm ------------------------------------------------------------------- */
@@ -568,6 +581,13 @@ static void gemm_on(T *t, sarco_backend *be, const void *arg, float *out) {
     float *a = dnew(t, be, g->a, g->na), *b = dnew(t, be, g->b, g->nb), *c = dnew(t, be, g->c0, g->nc);
     if (be->ops->gemm(be, &g->d, a, b, c) != SARCO_OK) fail_msg("gemm: %s", sarco_last_error(t->ctx));
     dget(t, c, out, "gemm");
+    if (g->d.beta == 0.0f) { /* again, from the cached primitive: the same bits */
+        float *again = falloc(g->nc);
+        assert_int_equal(be->ops->gemm(be, &g->d, a, b, c), SARCO_OK);
+        dget(t, c, again, "gemm");
+        assert_memory_equal(again, out, g->nc * sizeof(float));
+        free(again);
+    }
 }
 
 static size_t span(int64_t batch, int64_t bs, int64_t r, int64_t c, int64_t rs, int64_t cs) {
@@ -614,6 +634,50 @@ static void test_gemm(void **state) {
     int64_t L = 10, H = 3, E = 8, W = 3 * H * E;
     gemm_test(t, "gemm attention QK^T", (sarco_gemm_desc){H, L, L, E, E, W, 1, E, 1, W, L * L, L, 0.35f, 0});
     gemm_test(t, "gemm attention PV", (sarco_gemm_desc){H, L, E, L, L * L, L, 1, E, W, 1, E, H * E, 1, 0});
+    /* batches of B that overlap oddly (oneDNN's batched matmul refuses: run per batch) */
+    gemm_test(t, "gemm overlapping B batches", (sarco_gemm_desc){2, 5, 5, 5, 25, 5, 1, 7, 1, 5, 25, 5, 1, 0});
+    gemm_test(t, "gemm overlapping B batches beta", (sarco_gemm_desc){3, 5, 6, 4, 20, 4, 1, 3, 6, 1, 30, 6, 2, 1});
+}
+
+/* The CPU backend's C-loop gemm fallback on its own (oneDNN takes every valid stride pattern we know). */
+static void loops_on(T *t, sarco_backend *be, const void *arg, float *out) {
+    const gemm_case *g = arg;
+    (void)t;
+    memcpy(out, g->c0, g->nc * sizeof(float));
+    sarco_cpu_gemm_loops(be, &g->d, g->a, g->b, out);
+}
+
+static void test_gemm_loops(void **state) {
+    T *t = *state;
+    if (strcmp(t->be->ops->name, "cpu") != 0) skip();
+    sarco_gemm_desc ds[] = {{3, 5, 7, 9, 0, 1, 5, 63, 7, 1, 50, 10, 0.5f, 0.5f}, {2, 9, 8, 7, 63, 7, 1, 56, 1, 7, 72, 8, 1, 0},
+                            {40, 30, 20, 10, 300, 10, 1, 200, 20, 1, 600, 20, 1, 0}};
+    for (size_t k = 0; k < sizeof ds / sizeof *ds; k++) {
+        sarco_gemm_desc d = ds[k];
+        gemm_case g = {d, NULL, NULL, NULL, 0, 0, 0};
+        g.na = span(d.batch, d.a_bs, d.m, d.k, d.a_rs, d.a_cs);
+        g.nb = span(d.batch, d.b_bs, d.k, d.n, d.b_rs, d.b_cs);
+        g.nc = span(d.batch, d.c_bs, d.m, d.n, d.c_rs, 1);
+        float *a = rnd(t, g.na, 1, 0), *b = rnd(t, g.nb, 1, 0), *c0 = rnd(t, g.nc, 1, 0);
+        double *ref = dalloc(g.nc);
+        for (size_t i = 0; i < g.nc; i++) ref[i] = c0[i];
+        for (int64_t bb = 0; bb < d.batch; bb++)
+            for (int64_t i = 0; i < d.m; i++)
+                for (int64_t j = 0; j < d.n; j++) {
+                    double acc = 0;
+                    for (int64_t p = 0; p < d.k; p++)
+                        acc += (double)a[bb * d.a_bs + i * d.a_rs + p * d.a_cs] * b[bb * d.b_bs + p * d.b_rs + j * d.b_cs];
+                    ref[bb * d.c_bs + i * d.c_rs + j] = d.alpha * acc + d.beta * (double)c0[bb * d.c_bs + i * d.c_rs + j];
+                }
+        g.a = a;
+        g.b = b;
+        g.c0 = c0;
+        run_check(t, OP_GEMM, "gemm C loops", loops_on, &g, ref, g.nc, TOL_GEMM);
+        free(a);
+        free(b);
+        free(c0);
+        free(ref);
+    }
 }
 
 /* ---- normalisation --------------------------------------------------------------------- */
@@ -1514,7 +1578,7 @@ static int teardown(void **state) {
 #define TESTS                                                                                                      \
     cmocka_unit_test(test_table), cmocka_unit_test(test_memory), cmocka_unit_test(test_shapes),                    \
         cmocka_unit_test(test_errors), cmocka_unit_test(test_conv), cmocka_unit_test(test_deconv),                 \
-        cmocka_unit_test(test_conv_cache), cmocka_unit_test(test_linear), cmocka_unit_test(test_gemm),             \
+        cmocka_unit_test(test_conv_cache), cmocka_unit_test(test_linear), cmocka_unit_test(test_gemm), cmocka_unit_test(test_gemm_loops),             \
         cmocka_unit_test(test_layernorm), cmocka_unit_test(test_instnorm), cmocka_unit_test(test_channel_affine),  \
         cmocka_unit_test(test_act), cmocka_unit_test(test_binary), cmocka_unit_test(test_softmax),                 \
         cmocka_unit_test(test_concat), cmocka_unit_test(test_layout), cmocka_unit_test(test_patchify),             \

@@ -316,6 +316,17 @@ static void test_importance_map(void **state) {
 
 /* ---- bounded memory ---------------------------------------------------------------------------- */
 
+/* seen[0]: last done; seen[1]: the total, or -k to cancel at the k-th report */
+static int progress_count(void *user, const char *stage, int64_t done, int64_t total) {
+    int64_t *seen = user;
+    assert_string_equal(stage, "windows");
+    assert_true(done >= 0 && done <= total);
+    if (seen[1] < 0) return ++seen[0] >= -seen[1];
+    seen[0] = done;
+    seen[1] = total;
+    return 0;
+}
+
 static void test_bounded_memory(void **state) {
     (void)state;
     /* 3 classes on 128 x 40 x 36 with roi 16: the full logits take 2.2 MB; the slab must fit in a
@@ -337,6 +348,17 @@ static void test_bounded_memory(void **state) {
     assert_int_equal(sarco_sw_labels(&c, &p, 1, 3, size, x, conv_predict, &cp, lab), SARCO_OK);
     assert_int_equal(c.host_bytes, 0); /* everything given back */
     for (int64_t i = 0; i < n; i++) assert_int_equal(lab[i], argmax_ref(y, 3, n, i));
+    /* progress reaches the total; a callback that asks to stop cancels cleanly */
+    c.opts.memory_limit = 0;
+    int64_t seen[2] = {0, 0};
+    sarco_context_set_progress(&c, progress_count, seen);
+    assert_int_equal(sarco_sw_labels(&c, &p, 1, 3, size, x, conv_predict, &cp, lab), SARCO_OK);
+    assert_true(seen[0] > 0 && seen[0] == seen[1]);
+    seen[1] = -3; /* cancel at the third report */
+    seen[0] = 0;
+    assert_int_equal(sarco_sw_labels(&c, &p, 1, 3, size, x, conv_predict, &cp, lab), SARCO_ERR_CANCELLED);
+    assert_int_equal(c.host_bytes, 0);
+    sarco_context_set_progress(&c, NULL, NULL);
     /* and a limit below one slab fails cleanly */
     c.opts.memory_limit = 4096;
     assert_int_equal(sarco_sw_labels(&c, &p, 1, 3, size, x, conv_predict, &cp, lab), SARCO_ERR_OUT_OF_MEMORY);
@@ -589,6 +611,48 @@ static void test_segment_vs_monai(void **state) {
     }
 }
 
+static void test_segment_2d_identity(void **state) {
+    (void)state;
+    /* no preprocessing: a 2-D image's labels must be the argmax of the sliding window run on the
+     * (x, y) array, i.e. the network's first axis is x (MONAI's order) */
+    const int64_t nx = 45, ny = 31;
+    sarco_image im;
+    memset(&im, 0, sizeof im);
+    im.ndim = 2;
+    im.dims[0] = nx;
+    im.dims[1] = ny;
+    im.dims[2] = 1;
+    im.spacing[0] = im.spacing[1] = im.spacing[2] = 1.0;
+    for (int i = 0; i < 4; i++) im.affine[i][i] = 1.0;
+    im.data = malloc((size_t)(nx * ny) * sizeof(float));
+    float *xy = malloc((size_t)(nx * ny) * sizeof(float)), *y = malloc((size_t)(3 * nx * ny) * sizeof(float));
+    uint16_t *lab = malloc((size_t)(nx * ny) * sizeof(uint16_t));
+    assert_true(im.data && xy && y && lab);
+    for (int64_t i = 0; i < nx * ny; i++) xy[i] = hashed(i); /* (x, y) C order */
+    for (int64_t xx = 0; xx < nx; xx++)
+        for (int64_t yy = 0; yy < ny; yy++) im.data[xx + nx * yy] = xy[xx * ny + yy];
+    sarco_pipeline_config cfg;
+    assert_int_equal(sarco_pipeline_config_parse(NULL, "{\"inference\": {\"roi\": [16, 16], \"mode\": \"gaussian\"}}", 2, &cfg),
+                     SARCO_OK);
+    sarco_window_options wo;
+    sarco_window_options_init(&wo);
+    sarco_sw_params p;
+    assert_int_equal(sarco_pipeline_params(NULL, &cfg, &wo, 2, &p), SARCO_OK);
+    conv_pred cp;
+    conv_init(&cp, 2);
+    assert_int_equal(sarco_segment_run(NULL, &cfg, &p, 3, conv_predict, &cp, &im, lab, NULL), SARCO_OK);
+    const int64_t size[2] = {nx, ny};
+    assert_int_equal(sarco_sw_logits(NULL, &p, 1, 3, size, xy, conv_predict, &cp, y), SARCO_OK);
+    for (int64_t xx = 0; xx < nx; xx++)
+        for (int64_t yy = 0; yy < ny; yy++)
+            assert_int_equal(lab[xx + nx * yy], argmax_ref(y, 3, nx * ny, xx * ny + yy));
+    sarco_pipeline_config_free(&cfg);
+    free(im.data);
+    free(xy);
+    free(y);
+    free(lab);
+}
+
 /* ---- volumes of analytic shapes ------------------------------------------------------------- */
 
 static void test_volumes_analytic(void **state) {
@@ -774,7 +838,8 @@ int main(void) {
         cmocka_unit_test(test_window_plan),         cmocka_unit_test(test_importance_map),
         cmocka_unit_test(test_sliding_window_vs_monai), cmocka_unit_test(test_bounded_memory),
         cmocka_unit_test(test_preprocess_vs_monai), cmocka_unit_test(test_spacing_geometry_cases),
-        cmocka_unit_test(test_segment_vs_monai),    cmocka_unit_test(test_volumes_analytic),
+        cmocka_unit_test(test_segment_vs_monai),    cmocka_unit_test(test_segment_2d_identity),
+        cmocka_unit_test(test_volumes_analytic),
         cmocka_unit_test(test_config),              cmocka_unit_test(test_unetr_sliding_window),
     };
     return cmocka_run_group_tests_name("pipeline", tests, NULL, NULL);

@@ -14,6 +14,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 py=${PYTHON:-python3}
+# The CUDA toolkit here ships without cuobjdump; the plugin's GPU-code check needs it.
+nvcc_=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+if [ -n "$nvcc_" ] && ! command -v cuobjdump >/dev/null && [ ! -x "$(dirname "$nvcc_")/cuobjdump" ] &&
+   ! "$py" -m pip show -q nvidia-cuda-cuobjdump >/dev/null 2>&1; then
+  echo "setup: installing cuobjdump (nvidia-cuda-cuobjdump)"
+  "$py" -m pip install -q nvidia-cuda-cuobjdump
+fi
 if ! "$py" -c 'import numpy' 2>/dev/null; then
   echo "setup: installing numpy"
   "$py" -m pip install -q numpy

@@ -58,6 +58,9 @@ SARCO_INTERNAL void sarco_cpu_linear_free(sarco_backend *be, sarco_linear *l);
 SARCO_INTERNAL sarco_status sarco_cpu_gemm(sarco_backend *be, const sarco_gemm_desc *d, const float *a,
                                            const float *b, float *c);
 SARCO_INTERNAL void sarco_cpu_gemm_cache_free(sarco_backend *be);
+/* The C loops the gemm falls back to when oneDNN refuses a stride pattern (desc already checked). */
+SARCO_INTERNAL void sarco_cpu_gemm_loops(sarco_backend *be, const sarco_gemm_desc *d, const float *a, const float *b,
+                                         float *c);
 /* Implementation name of a cached conv primitive for input (n, in) or NULL (tests, docs). */
 SARCO_INTERNAL const char *sarco_cpu_conv_impl(sarco_conv *c, int64_t n, const int64_t *in);
 

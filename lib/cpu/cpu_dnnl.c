@@ -21,13 +21,20 @@ typedef struct wop_entry {
     uint64_t last;
     int64_t key[4];                /* conv: (n, in...), linear: (m) */
     dnnl_memory_desc_t w_md;       /* the weights layout the primitives were made for */
-    float *w;                      /* entry-owned weights in w_md, or NULL when sharing the op's copy */
+    int wi;                        /* which of the op's weight copies (in w_md) it runs on */
     dnnl_memory_desc_t src_md, dst_md;
     dnnl_primitive_t prim[RES_MODES];
     int own_act[RES_MODES];        /* the activation could not be fused: run our own pass */
     int bin_failed;                /* a binary-add post-op was refused or slow: use sum */
     char impl[IMPL_LEN];
 } wop_entry;
+
+/* The weights in one layout. Shapes whose best primitives want different layouts get one copy per
+ * layout; a copy no cache entry uses is freed, except the last one, which later layouts are made from. */
+typedef struct wop_weights {
+    dnnl_memory_desc_t md;
+    float *w; /* NULL: free slot */
+} wop_weights;
 
 /* What conv, deconv and linear share: one prepared weighted op. */
 typedef struct wop {
@@ -37,8 +44,7 @@ typedef struct wop {
     sarco_act act;
     float alpha;
     int has_bias;
-    dnnl_memory_desc_t w_md;       /* layout of the shared weights copy */
-    float *w;
+    wop_weights wc[WOP_CACHE + 1];
     float *bias;
     uint64_t tick;
     wop_entry cache[WOP_CACHE];
@@ -198,6 +204,10 @@ static const char *pd_impl(const_dnnl_primitive_desc_t pd) {
     return s;
 }
 
+static const char *wop_name(const wop *op) {
+    return op->kind == WOP_CONV ? "conv" : op->kind == WOP_DECONV ? "deconv" : "linear";
+}
+
 /* Runs a reorder src (src_md) -> dst (dst_md) at once. */
 static dnnl_status_t reorder(sarco_backend *be, const dnnl_memory_desc_t *src_md, const void *src,
                              const dnnl_memory_desc_t *dst_md, void *dst) {
@@ -236,15 +246,45 @@ static sarco_status weights_in(sarco_backend *be, const char *what, const dnnl_m
     return SARCO_OK;
 }
 
-static void entry_clear(sarco_backend *be, wop_entry *e) {
-    for (int r = 0; r < RES_MODES; r++)
-        if (e->prim[r]) dnnl_primitive_destroy(e->prim[r]);
-    sarco_cpu_free(be, e->w);
-    memset(e, 0, sizeof *e);
+/* Frees weight copies no entry uses, keeping at least one. */
+static void weights_gc(sarco_backend *be, wop *op) {
+    for (int i = 0; i < WOP_CACHE + 1; i++) {
+        if (!op->wc[i].w) continue;
+        int used = 0, live = 0;
+        for (int k = 0; k < WOP_CACHE; k++)
+            if (op->cache[k].used && op->cache[k].wi == i) used = 1;
+        for (int k = 0; k < WOP_CACHE + 1; k++) live += op->wc[k].w != NULL;
+        if (!used && live > 1) {
+            sarco_cpu_free(be, op->wc[i].w);
+            op->wc[i].w = NULL;
+        }
+    }
 }
 
-static const char *wop_name(const wop *op) {
-    return op->kind == WOP_CONV ? "conv" : op->kind == WOP_DECONV ? "deconv" : "linear";
+static void entry_clear(sarco_backend *be, wop *op, wop_entry *e) {
+    for (int r = 0; r < RES_MODES; r++)
+        if (e->prim[r]) dnnl_primitive_destroy(e->prim[r]);
+    memset(e, 0, sizeof *e);
+    weights_gc(be, op);
+}
+
+/* The index of a weight copy in layout md, reordered from a live copy when there is none yet. */
+static sarco_status weights_for(sarco_backend *be, wop *op, const dnnl_memory_desc_t *md, int *out) {
+    int src = -1, slot = -1;
+    for (int i = 0; i < WOP_CACHE + 1; i++) {
+        if (op->wc[i].w && dnnl_memory_desc_equal(&op->wc[i].md, md)) {
+            *out = i;
+            return SARCO_OK;
+        }
+        if (op->wc[i].w && src < 0) src = i;
+        if (!op->wc[i].w && slot < 0) slot = i;
+    }
+    if (src < 0 || slot < 0) return sarco_fail(be->ctx, SARCO_ERR_INTERNAL, "%s: no weight copy slot", wop_name(op));
+    sarco_status s = weights_in(be, wop_name(op), &op->wc[src].md, op->wc[src].w, md, &op->wc[slot].w);
+    if (s != SARCO_OK) return s;
+    op->wc[slot].md = *md;
+    *out = slot;
+    return SARCO_OK;
 }
 
 /* Creates e->prim[res] with the entry's weights layout, falling back to an unfused activation. */
@@ -284,7 +324,7 @@ static sarco_status wop_entry_get(sarco_backend *be, wop *op, const int64_t *key
         *out = e;
         return SARCO_OK;
     }
-    entry_clear(be, victim);
+    entry_clear(be, op, victim);
     e = victim;
     memcpy(e->key, key, sizeof e->key);
 
@@ -297,25 +337,15 @@ static sarco_status wop_entry_get(sarco_backend *be, wop *op, const int64_t *key
     e->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     dnnl_primitive_desc_destroy(pd);
 
-    if (!dnnl_memory_desc_equal(&e->w_md, &op->w_md)) {
-        int shared_in_use = 0;
-        for (int i = 0; i < WOP_CACHE; i++)
-            if (op->cache[i].used && !op->cache[i].w) shared_in_use = 1;
-        float *w = NULL;
-        sarco_status s = weights_in(be, wop_name(op), &op->w_md, op->w, &e->w_md, &w);
-        if (s != SARCO_OK) return s;
-        if (shared_in_use) {
-            e->w = w; /* another shape still runs on the shared copy */
-        } else {
-            sarco_cpu_free(be, op->w); /* keep one copy, in the layout actually used */
-            op->w = w;
-            op->w_md = e->w_md;
-        }
+    sarco_status s = weights_for(be, op, &e->w_md, &e->wi);
+    if (s != SARCO_OK) {
+        memset(e, 0, sizeof *e);
+        return s;
     }
     st = entry_prim(be, op, e, RES_NONE);
     if (st != dnnl_success) {
-        sarco_status s = dnnl_err(be, st, wop_name(op));
-        entry_clear(be, e);
+        s = dnnl_err(be, st, wop_name(op));
+        entry_clear(be, op, e);
         return s;
     }
     e->used = 1;
@@ -345,7 +375,7 @@ static sarco_status wop_run(sarco_backend *be, wop *op, const int64_t *key, int6
         }
         if (res == RES_SUM && residual != y) sarco_cpu_copy_n(be, y, residual, count);
     }
-    const float *w = e->w ? e->w : op->w;
+    const float *w = op->wc[e->wi].w;
     dnnl_memory_desc_t bmd;
     dnnl_dims_t bd = {0};
     if (op->kind == WOP_LINEAR) {
@@ -404,7 +434,7 @@ static sarco_status wop_prepare(sarco_backend *be, wop *op, const int64_t *key, 
     dnnl_status_t st = wop_pd(be, op, key, NULL, RES_NONE, 1, &pd);
     if (st == dnnl_unimplemented && op->act != SARCO_ACT_NONE) st = wop_pd(be, op, key, NULL, RES_NONE, 0, &pd);
     if (st != dnnl_success) return dnnl_err(be, st, wop_name(op));
-    op->w_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    op->wc[0].md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_primitive_desc_destroy(pd);
     dnnl_dims_t wd = {0};
     dnnl_format_tag_t tag;
@@ -412,12 +442,12 @@ static sarco_status wop_prepare(sarco_backend *be, wop *op, const int64_t *key, 
     dnnl_memory_desc_t user;
     if ((st = dnnl_memory_desc_init_by_tag(&user, wnd, wd, dnnl_f32, tag)) != dnnl_success)
         return dnnl_err(be, st, wop_name(op));
-    return weights_in(be, wop_name(op), &user, w_host, &op->w_md, &op->w);
+    return weights_in(be, wop_name(op), &user, w_host, &op->wc[0].md, &op->wc[0].w);
 }
 
 static void wop_release(sarco_backend *be, wop *op) {
-    for (int i = 0; i < WOP_CACHE; i++) entry_clear(be, &op->cache[i]);
-    sarco_cpu_free(be, op->w);
+    for (int i = 0; i < WOP_CACHE; i++) entry_clear(be, op, &op->cache[i]);
+    for (int i = 0; i < WOP_CACHE + 1; i++) sarco_cpu_free(be, op->wc[i].w);
     sarco_cpu_free(be, op->bias);
 }
 
@@ -642,8 +672,9 @@ static void gemm_entry_make(sarco_backend *be, sarco_cpu_gemm_entry *e, const sa
     e->used = 1;
 }
 
-/* Reference-quality fallback: one output row at a time, accumulating over k in row order. */
-static void gemm_loops(sarco_backend *be, const sarco_gemm_desc *d, const float *a, const float *b, float *c) {
+/* Fallback when oneDNN takes no matmul for the strides: one output row at a time, accumulating over
+ * k in order (tests call it directly). */
+void sarco_cpu_gemm_loops(sarco_backend *be, const sarco_gemm_desc *d, const float *a, const float *b, float *c) {
     int64_t rows = d->batch * d->m;
 #pragma omp parallel for num_threads(sarco_cpu_of(be)->threads) schedule(static) if (rows * d->n * d->k >= SARCO_CPU_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
@@ -691,7 +722,7 @@ sarco_status sarco_cpu_gemm(sarco_backend *be, const sarco_gemm_desc *d, const f
     }
     e->last = ++st->tick;
     if (!e->prim) {
-        gemm_loops(be, d, a, b, c);
+        sarco_cpu_gemm_loops(be, d, a, b, c);
         return SARCO_OK;
     }
     dnnl_status_t s = dnnl_success;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "cuda_internal.h"
+#include "gemm_map.h"
 
 static cublasHandle_t handle_of(sarco_backend *be) { return (cublasHandle_t)sarco_cu_of(be)->cublas; }
 
@@ -104,22 +105,6 @@ sarco_status sarco_cu_linear_run(sarco_backend *be, sarco_linear *l, int64_t m, 
 
 /* ---- strided batched GEMM ------------------------------------------------------------------------ */
 
-/* A column-major operand op(X) of R rows and C columns whose element (r, c) lies at r*sr + c*sc:
- * either X itself (sr = 1, ld = sc) or the transpose of a stored C x R matrix (sc = 1, ld = sr). */
-static int operand(int64_t R, int64_t C, int64_t sr, int64_t sc, cublasOperation_t *op, int64_t *ld) {
-    if (sr == 1 && (C == 1 || sc >= R)) {
-        *op = CUBLAS_OP_N;
-        *ld = C == 1 || sc < R ? R : sc;
-    } else if (sc == 1 && (R == 1 || sr >= C)) {
-        *op = CUBLAS_OP_T;
-        *ld = R == 1 || sr < C ? C : sr;
-    } else {
-        return 0;
-    }
-    if (*ld < 1) *ld = 1;
-    return 1;
-}
-
 /* C[b] (m x n, row stride c_rs) = alpha A[b] B[b] + beta C[b], as C^T = B^T A^T in column-major:
  * cuBLAS's "A" is op(B^T) (n x k), its "B" is op(A^T) (k x m), its C is C^T (n x m, ld c_rs). */
 sarco_status sarco_cu_gemm(sarco_backend *be, const sarco_gemm_desc *d, const float *a, const float *b, float *c) {
@@ -127,12 +112,10 @@ sarco_status sarco_cu_gemm(sarco_backend *be, const sarco_gemm_desc *d, const fl
     if (d->batch < 0 || d->m < 0 || d->n < 0 || d->k < 0)
         return sarco_fail(be->ctx, SARCO_ERR_INVALID_ARGUMENT, "cuda gemm: negative size");
     if (d->batch == 0 || d->m == 0 || d->n == 0) return SARCO_OK;
-    cublasOperation_t opa, opb;
-    int64_t lda, ldb;
-    int ok = operand(d->n, d->k, d->b_cs, d->b_rs, &opa, &lda) && operand(d->k, d->m, d->a_cs, d->a_rs, &opb, &ldb);
-    int64_t ldc = d->m == 1 && d->c_rs < d->n ? d->n : d->c_rs;
-    if (!ok || ldc < d->n || !fits_int(d->batch) || !fits_int(d->m) || !fits_int(d->n) || !fits_int(d->k) ||
-        !fits_int(lda) || !fits_int(ldb) || !fits_int(ldc))
+    sarco_gemm_map g;
+    int ok = sarco_gemm_map_desc(d, &g);
+    if (!ok || !fits_int(d->batch) || !fits_int(d->m) || !fits_int(d->n) || !fits_int(d->k) || !fits_int(g.lda) ||
+        !fits_int(g.ldb) || !fits_int(g.ldc))
         return sarco_fail(be->ctx, SARCO_ERR_INVALID_ARGUMENT,
                           "cuda gemm: batch %lld, %lld x %lld x %lld with strides A (%lld, %lld), B (%lld, %lld), "
                           "C row %lld cannot map to cuBLAS (one stride of each operand must be 1)",
@@ -141,13 +124,14 @@ sarco_status sarco_cu_gemm(sarco_backend *be, const sarco_gemm_desc *d, const fl
                           (long long)d->c_rs);
     SARCO_CU_ENTER(be);
     cublasHandle_t h = handle_of(be);
+    cublasOperation_t opa = g.ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = g.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (d->batch == 1) {
-        BLAS_TRY(be, cublasSgemm(h, opa, opb, (int)d->n, (int)d->m, (int)d->k, &d->alpha, b, (int)lda, a, (int)ldb,
-                                 &d->beta, c, (int)ldc));
+        BLAS_TRY(be, cublasSgemm(h, opa, opb, (int)g.m, (int)g.n, (int)g.k, &d->alpha, b, (int)g.lda, a, (int)g.ldb,
+                                 &d->beta, c, (int)g.ldc));
     } else {
-        BLAS_TRY(be, cublasSgemmStridedBatched(h, opa, opb, (int)d->n, (int)d->m, (int)d->k, &d->alpha, b, (int)lda,
-                                               (long long)d->b_bs, a, (int)ldb, (long long)d->a_bs, &d->beta, c,
-                                               (int)ldc, (long long)d->c_bs, (int)d->batch));
+        BLAS_TRY(be, cublasSgemmStridedBatched(h, opa, opb, (int)g.m, (int)g.n, (int)g.k, &d->alpha, b, (int)g.lda,
+                                               (long long)d->b_bs, a, (int)g.ldb, (long long)d->a_bs, &d->beta, c,
+                                               (int)g.ldc, (long long)d->c_bs, (int)d->batch));
     }
     return SARCO_OK;
 }

@@ -92,6 +92,10 @@ SARCO_INTERNAL sarco_status sarco_cu_gemm(sarco_backend *be, const sarco_gemm_de
  * bias and res may be NULL; res may not alias y (callers fold that case into the library call's beta). */
 SARCO_INTERNAL sarco_status sarco_cu_bias_act(sarco_backend *be, int64_t rows, int64_t c, float *y,
                                               const float *bias, const float *res, sarco_act act, float alpha);
+/* The direct conv/deconv kernel (cuDNN fallback): w in the (K, k..., C/g) layout, res may alias y. */
+SARCO_INTERNAL sarco_status sarco_cu_conv_direct(sarco_backend *be, const sarco_conv_desc *d, int transposed, int64_t n,
+                                                 const int64_t *in, const int64_t *out, const float *x, const float *w,
+                                                 const float *bias, const float *res, float *y);
 SARCO_INTERNAL sarco_status sarco_cu_act(sarco_backend *be, sarco_act act, float alpha, int64_t n, const float *x,
                                          float *y);
 SARCO_INTERNAL sarco_status sarco_cu_binary(sarco_backend *be, sarco_binop op, const sarco_bcast_desc *d,

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cuda_internal.h"
+#include "kernels/conv_hd.h"
 
 #define MAX_ALGOS 16
 #define WORKSPACE_CAP ((size_t)2 << 30) /* ignore algorithms asking for more scratch than 2 GiB */
@@ -71,6 +72,7 @@ typedef struct conv_plan {
     int nalgo, cur;                 /* algos[cur] is in use; NOT_SUPPORTED at run time moves on */
     size_t ws;                      /* workspace of algos[cur] */
     int fused_ok;                   /* cudnnConvolutionBiasActivationForward accepted (or untried) */
+    int direct;                     /* cuDNN has no algorithm: our direct kernel runs this shape */
 } conv_plan;
 
 static void plan_destroy(conv_plan *p) {
@@ -148,9 +150,7 @@ static sarco_status prepare(sarco_backend *be, sarco_conv *c, const float *w_hos
     size_t count = (size_t)(K * Cg * ks);
     float *tmp = (float *)malloc(count * sizeof *tmp);
     if (!tmp) return sarco_fail(be->ctx, SARCO_ERR_OUT_OF_MEMORY, "cuda conv: cannot reorder %zu weights", count);
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t ci = 0; ci < Cg; ci++)
-            for (int64_t s = 0; s < ks; s++) tmp[(k * ks + s) * Cg + ci] = w_host[(k * Cg + ci) * ks + s];
+    sarco_hd_conv_reorder(w_host, K, Cg, ks, tmp);
     sarco_status st = sarco_cu_upload_new(be, tmp, count, &c->w);
     free(tmp);
     if (st != SARCO_OK) return st;
@@ -227,13 +227,15 @@ static int out_shape(const sarco_conv *c, const int64_t *in, int64_t *out) {
 }
 
 /* Ranked algorithms for this shape from cuDNN's heuristics, with their math types. */
+/* Ranked algorithms for this shape from cuDNN's heuristics, with their math types (UNSUPPORTED: none). */
 static sarco_status find_algos(sarco_backend *be, sarco_conv *c, conv_plan *p) {
     cudnnHandle_t h = handle_of(be);
     int got = 0;
     p->nalgo = 0;
     if (!c->transposed) {
         cudnnConvolutionFwdAlgoPerf_t perf[MAX_ALGOS];
-        DNN_TRY(be, cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, c->wd, c->cd, p->yd, MAX_ALGOS, &got, perf));
+        if (cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, c->wd, c->cd, p->yd, MAX_ALGOS, &got, perf) != CUDNN_STATUS_SUCCESS)
+            return SARCO_ERR_UNSUPPORTED;
         for (int i = 0; i < got; i++)
             if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= WORKSPACE_CAP) {
                 p->algos[p->nalgo] = (int)perf[i].algo;
@@ -241,7 +243,9 @@ static sarco_status find_algos(sarco_backend *be, sarco_conv *c, conv_plan *p) {
             }
     } else {
         cudnnConvolutionBwdDataAlgoPerf_t perf[MAX_ALGOS];
-        DNN_TRY(be, cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, p->xd, c->cd, p->yd, MAX_ALGOS, &got, perf));
+        if (cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, p->xd, c->cd, p->yd, MAX_ALGOS, &got, perf) !=
+            CUDNN_STATUS_SUCCESS)
+            return SARCO_ERR_UNSUPPORTED;
         for (int i = 0; i < got; i++)
             if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= WORKSPACE_CAP) {
                 p->algos[p->nalgo] = (int)perf[i].algo;
@@ -257,8 +261,8 @@ static cudnnMathType_t math_of(sarco_backend *be, const conv_plan *p) {
     return p->math[p->cur] == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ? CUDNN_TENSOR_OP_MATH : p->math[p->cur];
 }
 
-/* Makes algos[cur] current (moving past ones whose workspace cannot be queried); fails when none is left. */
-static sarco_status select_algo(sarco_backend *be, sarco_conv *c, conv_plan *p) {
+/* Makes algos[cur] current (moving past ones whose workspace cannot be queried); 0 when none is left. */
+static int select_algo(sarco_backend *be, sarco_conv *c, conv_plan *p) {
     cudnnHandle_t h = handle_of(be);
     for (; p->cur < p->nalgo; p->cur++) {
         if (cudnnSetConvolutionMathType(c->cd, math_of(be, p)) != CUDNN_STATUS_SUCCESS) continue;
@@ -271,18 +275,23 @@ static sarco_status select_algo(sarco_backend *be, sarco_conv *c, conv_plan *p) 
                                                           (cudnnConvolutionFwdAlgo_t)p->algos[p->cur], &ws);
         if (st == CUDNN_STATUS_SUCCESS && ws <= WORKSPACE_CAP) {
             p->ws = ws;
-            return SARCO_OK;
+            return 1;
         }
     }
-    return sarco_fail(be->ctx, SARCO_ERR_UNSUPPORTED,
-                      "cudnn: no %s algorithm for %lldD, %lld -> %lld channels, groups %lld, input n=%lld "
-                      "(%lld, %lld, %lld)",
-                      c->transposed ? "transposed convolution" : "convolution", (long long)c->d.nsp,
-                      (long long)c->d.cin, (long long)c->d.cout, (long long)c->d.groups, (long long)p->n,
-                      (long long)p->in[0], (long long)p->in[1], (long long)(c->d.nsp == 3 ? p->in[2] : 1));
+    return 0;
 }
 
-/* Descriptors and ranked algorithms for one input shape. */
+/* No cuDNN algorithm for this shape: from now on it runs on our direct kernel (kernels/conv_direct.cu). */
+static void use_direct(sarco_backend *be, sarco_conv *c, conv_plan *p) {
+    p->direct = 1;
+    sarco_log(be->ctx, SARCO_LOG_WARN,
+              "cudnn: no %s algorithm for %dD, %lld -> %lld channels, groups %lld, input n=%lld (%lld, %lld, %lld); "
+              "using the direct kernel",
+              c->transposed ? "transposed convolution" : "convolution", c->d.nsp, (long long)c->d.cin,
+              (long long)c->d.cout, (long long)c->d.groups, (long long)p->n, (long long)p->in[0], (long long)p->in[1],
+              (long long)p->in[2]);
+}
+
 static sarco_status plan_init(sarco_backend *be, sarco_conv *c, conv_plan *p) {
     int nsp = c->d.nsp;
     DNN_TRY(be, cudnnCreateTensorDescriptor(&p->xd));
@@ -297,8 +306,8 @@ static sarco_status plan_init(sarco_backend *be, sarco_conv *c, conv_plan *p) {
         if (!same)
             return sarco_fail(be->ctx, SARCO_ERR_INTERNAL, "cuda conv: cuDNN's output shape differs from PyTorch's");
     }
-    sarco_status s = find_algos(be, c, p);
-    return s == SARCO_OK ? select_algo(be, c, p) : s;
+    if (find_algos(be, c, p) != SARCO_OK || !select_algo(be, c, p)) use_direct(be, c, p);
+    return SARCO_OK;
 }
 
 /* The cached plan for (n, in...), made on first use. */
@@ -376,7 +385,9 @@ sarco_status sarco_cu_conv_run(sarco_backend *be, sarco_conv *c, int64_t n, cons
     conv_plan *p;
     sarco_status s = plan_for(be, c, n, in, &p);
     if (s != SARCO_OK) return s;
-    if (p->cur >= p->nalgo) return select_algo(be, c, p); /* every algorithm was refused: say so again */
+    if (p->direct)
+        return sarco_cu_conv_direct(be, &c->d, c->transposed, n, p->in, p->out, x, c->w, c->has_bias ? c->b : NULL,
+                                    residual, y);
 
     /* a residual that is y itself rides on cuDNN's beta; any other one goes to the epilogue */
     const float *res_epi = residual && residual != y ? residual : NULL;
@@ -398,7 +409,11 @@ sarco_status sarco_cu_conv_run(sarco_backend *be, sarco_conv *c, int64_t n, cons
                                                                                      : "cudnnConvolutionForward");
         p->cur++; /* refused at run time: the next algorithm on the heuristics' list */
         p->fused_ok = c->ad != NULL;
-        if ((s = select_algo(be, c, p)) != SARCO_OK) return s;
+        if (!select_algo(be, c, p)) {
+            use_direct(be, c, p);
+            return sarco_cu_conv_direct(be, &c->d, c->transposed, n, p->in, p->out, x, c->w,
+                                        c->has_bias ? c->b : NULL, residual, y);
+        }
     }
     if (!c->has_bias && !res_epi && c->d.act == SARCO_ACT_NONE) return SARCO_OK;
     int64_t rows = n;

@@ -86,6 +86,16 @@ static int has_png_signature(const unsigned char *b, size_t n) {
     return n >= 4 && memcmp(b, sig, n < 8 ? n : 8) == 0;
 }
 
+/* gzip, a NIfTI-1/-2 sizeof_hdr in either byte order, or text (ASCII NIfTI) */
+static int looks_like_nifti(const unsigned char *b, size_t n) {
+    if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) return 1;
+    if (n >= 1 && (b[0] == '<' || b[0] == ' ' || b[0] == '\n' || b[0] == '\r' || b[0] == '\t')) return 1;
+    if (n < 4) return 0;
+    uint32_t le = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    uint32_t be = (uint32_t)b[3] | (uint32_t)b[2] << 8 | (uint32_t)b[1] << 16 | (uint32_t)b[0] << 24;
+    return le == 348 || le == 540 || be == 348 || be == 540;
+}
+
 static int ends_with_ci(const char *s, const char *tail) {
     size_t n = strlen(s), t = strlen(tail);
     return n >= t && strcasecmp(s + n - t, tail) == 0;
@@ -105,8 +115,8 @@ static sarco_status read_any(sarco_context *ctx, const char *path, sarco_read_mo
     sarco_status s;
     if (fseeko(fp, 0, SEEK_SET) != 0) {
         s = sarco_fail(ctx, SARCO_ERR_IO, "%s: seek failed: %s", path, strerror(errno));
-    } else if (has_png_signature(head, n) || (ends_with_ci(path, ".png") && !(n >= 2 && head[0] == 0x1f && head[1] == 0x8b))) {
-        /* by content; a .png name whose bytes are not PNG gets the PNG reader's signature error */
+    } else if (has_png_signature(head, n) || (ends_with_ci(path, ".png") && !looks_like_nifti(head, n))) {
+        /* by content; bytes that are neither (damaged) go by the name, to the reader whose error fits */
         s = sarco_png_read(ctx, path, fp, (uint64_t)sb.st_size, mode, img, labels);
     } else {
         s = sarco_nifti_read(ctx, path, fp, (uint64_t)sb.st_size, mode, img, labels);

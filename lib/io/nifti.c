@@ -222,8 +222,17 @@ static int usable_transform(const double m[3][4], double len[3], double *det) {
 int sarco_nifti_geometry_affine(const sarco_nifti_geometry *g, double affine[4][4], double spacing[3]) {
     double q[3][4], s[3][4], len[3], det;
     if (!geometry_matrices(g, q, s)) return 0;
-    const double(*m)[4] = g->sform_code > 0 ? (const double(*)[4])s : (const double(*)[4])q;
-    if (!usable_transform(m, len, &det)) return 0;
+    double m[3][4];
+    memcpy(m, g->sform_code > 0 ? s : q, sizeof m);
+    if (g->dim[0] <= 2 && m[0][2] == 0 && m[1][2] == 0 && m[2][2] == 0) {
+        /* a 2D sform often leaves the unused third axis zero: take the unit normal of the plane */
+        double n[3] = {m[1][0] * m[2][1] - m[2][0] * m[1][1], m[2][0] * m[0][1] - m[0][0] * m[2][1],
+                       m[0][0] * m[1][1] - m[1][0] * m[0][1]};
+        double l = sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]);
+        if (l > 0 && isfinite(l))
+            for (int r = 0; r < 3; r++) m[r][2] = n[r] / l;
+    }
+    if (!usable_transform((const double(*)[4])m, len, &det)) return 0;
     memset(affine, 0, 16 * sizeof(double));
     for (int r = 0; r < 3; r++)
         for (int c = 0; c < 4; c++) affine[r][c] = m[r][c];
@@ -457,7 +466,8 @@ static sarco_status parse_header(sarco_context *ctx, const char *path, const uin
         const uint8_t *mg = h + 4;
         if (memcmp(mg, "ni2\0", 4) == 0)
             return sarco_fail(ctx, SARCO_ERR_UNSUPPORTED,
-                              "%s: a two-file NIfTI-2 header (magic \"ni2\") is not supported; use a single .nii", path);
+                              "%s: a two-file NIfTI-2 header (magic \"ni2\") is not supported; use a single .nii",
+                              path);
         if (memcmp(mg, "n+2\0", 4) != 0)
             return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "%s: bad NIfTI-2 magic %02x %02x %02x %02x (expected \"n+2\")",
                               path, mg[0], mg[1], mg[2], mg[3]);
@@ -485,9 +495,10 @@ static sarco_status parse_header(sarco_context *ctx, const char *path, const uin
             for (int c = 0; c < 4; c++) g->srow[r][c] = ldf64(h + 400 + 32 * r + 8 * c, sw);
         g->xyzt_units = ldi32(h + 500, sw);
     }
-    if (hi->vox_offset < hi->hsize)
-        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "%s: vox_offset %lld lies inside the %lld-byte header", path,
-                          (long long)hi->vox_offset, (long long)hi->hsize);
+    if (hi->vox_offset < hi->hsize + 4) /* the spec's minimum for single files; nibabel refuses less too */
+        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT,
+                          "%s: vox_offset %lld is below %lld (the %lld-byte header and its 4-byte extension flag)",
+                          path, (long long)hi->vox_offset, (long long)hi->hsize + 4, (long long)hi->hsize);
 
     /* dims */
     int64_t dim0 = g->dim[0];
@@ -544,7 +555,8 @@ static sarco_status parse_header(sarco_context *ctx, const char *path, const uin
         for (int i = 0; i < 3; i++) {
             if (!isfinite(g->quatern[i]) || !isfinite(g->qoffset[i]))
                 return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT,
-                                  "%s: the qform (qform_code %d) has a NaN/Inf quatern or qoffset", path, g->qform_code);
+                                  "%s: the qform (qform_code %d) has a NaN/Inf quatern or qoffset", path,
+                                  g->qform_code);
             n2 += g->quatern[i] * g->quatern[i];
         }
         if (n2 > 1.0 + 1e-6)
@@ -573,13 +585,9 @@ typedef struct conv {
     double bad_value;
 } conv;
 
-static inline void emit(conv *c, int64_t i, double d) {
-    if (c->scaled) d = d * c->slope + c->inter;
-    if (c->f) {
-        float v = (float)d;
-        c->f[i] = v;
-        if (v != v) c->nan_count++;
-    } else if (d >= 0 && d <= 65535 && d == floor(d)) {
+/* labels: d must be an integer in 0..65535; the first voxel that is not is kept for the message */
+static inline void emit_label(conv *c, int64_t i, double d) {
+    if (d >= 0 && d <= 65535 && d == floor(d)) {
         c->u[i] = (uint16_t)d;
     } else if (c->bad < 0) {
         c->bad = i;
@@ -589,31 +597,60 @@ static inline void emit(conv *c, int64_t i, double d) {
 
 static inline uint8_t bs8(uint8_t v) { return v; }
 
-#define CONVERT(T, U, SW)                                                                                        \
-    for (size_t k = 0; k < count; k++) {                                                                          \
-        U bits;                                                                                                   \
-        memcpy(&bits, raw + k * sizeof(U), sizeof(U));                                                            \
-        if (c->swap) bits = SW(bits);                                                                             \
-        T v;                                                                                                      \
-        memcpy(&v, &bits, sizeof v);                                                                              \
-        emit(c, base + (int64_t)k, (double)v);                                                                    \
+/* every value goes through double (exact for every type but 64-bit integers, which then round once
+ * more to float32, the same path numpy/nibabel take) */
+#define LOAD(T, U, SW, k, v)                                                                                     \
+    T v;                                                                                                          \
+    {                                                                                                             \
+        U bits_;                                                                                                  \
+        memcpy(&bits_, raw + (k) * sizeof(U), sizeof(U));                                                        \
+        if (swap) bits_ = SW(bits_);                                                                              \
+        memcpy(&v, &bits_, sizeof v);                                                                             \
+    }
+
+#define CONVERT(T, U, SW, IS_FLOAT)                                                                              \
+    if (c->u) {                                                                                                   \
+        for (size_t k = 0; k < count; k++) {                                                                      \
+            LOAD(T, U, SW, k, v)                                                                                  \
+            double d = (double)v;                                                                                 \
+            emit_label(c, base + (int64_t)k, c->scaled ? d * c->slope + c->inter : d);                           \
+        }                                                                                                         \
+    } else if (c->scaled) {                                                                                       \
+        const double slope = c->slope, inter = c->inter;                                                          \
+        for (size_t k = 0; k < count; k++) {                                                                      \
+            LOAD(T, U, SW, k, v)                                                                                  \
+            float f = (float)((double)v * slope + inter);                                                         \
+            out[k] = f;                                                                                           \
+            nan += f != f;                                                                                        \
+        }                                                                                                         \
+    } else {                                                                                                      \
+        for (size_t k = 0; k < count; k++) {                                                                      \
+            LOAD(T, U, SW, k, v)                                                                                  \
+            float f = (float)(double)v;                                                                           \
+            out[k] = f;                                                                                           \
+            if (IS_FLOAT) nan += f != f;                                                                          \
+        }                                                                                                         \
     }                                                                                                             \
     break
 
 static void convert(conv *c, const uint8_t *raw, size_t count, int64_t base) {
+    const int swap = c->swap;
+    float *out = c->f ? c->f + base : NULL;
+    int64_t nan = 0;
     switch (c->dt) {
-    case DT_UINT8: CONVERT(uint8_t, uint8_t, bs8);
-    case DT_INT8: CONVERT(int8_t, uint8_t, bs8);
-    case DT_INT16: CONVERT(int16_t, uint16_t, __builtin_bswap16);
-    case DT_UINT16: CONVERT(uint16_t, uint16_t, __builtin_bswap16);
-    case DT_INT32: CONVERT(int32_t, uint32_t, __builtin_bswap32);
-    case DT_UINT32: CONVERT(uint32_t, uint32_t, __builtin_bswap32);
-    case DT_INT64: CONVERT(int64_t, uint64_t, __builtin_bswap64);
-    case DT_UINT64: CONVERT(uint64_t, uint64_t, __builtin_bswap64);
-    case DT_FLOAT32: CONVERT(float, uint32_t, __builtin_bswap32);
-    case DT_FLOAT64: CONVERT(double, uint64_t, __builtin_bswap64);
+    case DT_UINT8: CONVERT(uint8_t, uint8_t, bs8, 0);
+    case DT_INT8: CONVERT(int8_t, uint8_t, bs8, 0);
+    case DT_INT16: CONVERT(int16_t, uint16_t, __builtin_bswap16, 0);
+    case DT_UINT16: CONVERT(uint16_t, uint16_t, __builtin_bswap16, 0);
+    case DT_INT32: CONVERT(int32_t, uint32_t, __builtin_bswap32, 0);
+    case DT_UINT32: CONVERT(uint32_t, uint32_t, __builtin_bswap32, 0);
+    case DT_INT64: CONVERT(int64_t, uint64_t, __builtin_bswap64, 0);
+    case DT_UINT64: CONVERT(uint64_t, uint64_t, __builtin_bswap64, 0);
+    case DT_FLOAT32: CONVERT(float, uint32_t, __builtin_bswap32, 1);
+    case DT_FLOAT64: CONVERT(double, uint64_t, __builtin_bswap64, 1);
     default: break;
     }
+    c->nan_count += nan;
 }
 
 /* ---- reader ---- */
@@ -722,8 +759,8 @@ sarco_status sarco_nifti_read(sarco_context *ctx, const char *path, FILE *fp, ui
         double d = qs_disagreement(q, sm, dims);
         if (d > 1e-3) {
             flags |= SARCO_IMAGE_QFORM_SFORM_DISAGREE;
-            sarco_log(ctx, SARCO_LOG_WARN, "%s: qform and sform disagree by up to %.4g mm inside the grid; using the sform",
-                      path, d);
+            sarco_log(ctx, SARCO_LOG_WARN,
+                      "%s: qform and sform disagree by up to %.4g mm inside the grid; using the sform", path, d);
         }
     }
     int scaled = hi.slope != 0 && isfinite(hi.slope) && !(hi.slope == 1 && hi.inter == 0);
@@ -1073,7 +1110,8 @@ static int open_temp(const char *path, char *tmp, size_t tmp_size) {
     for (int attempt = 0; attempt < 32; attempt++) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        unsigned long salt = (unsigned long)ts.tv_nsec ^ ((unsigned long)(uintptr_t)tmp >> 4) ^ (unsigned long)attempt * 2654435761u;
+        unsigned long salt = (unsigned long)ts.tv_nsec ^ ((unsigned long)(uintptr_t)tmp >> 4) ^
+                             (unsigned long)attempt * 2654435761u;
         snprintf(tmp, tmp_size, "%s.tmp-%ld-%08lx", path, (long)getpid(), salt & 0xffffffffUL);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd >= 0 || errno != EEXIST) return fd;
@@ -1143,8 +1181,8 @@ sarco_status sarco_nifti_write(sarco_context *ctx, const sarco_image *img, const
         goto fail_nofile;
     }
     if (gz) {
-        /* deterministic: no name, mtime 0 */
-        if (deflateInit2(&k.zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        /* deterministic (no name, mtime 0); level 1 as nibabel: float images barely compress further */
+        if (deflateInit2(&k.zs, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
             k.st = sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "%s: cannot start zlib", path);
             goto fail_nofile;
         }
@@ -1161,6 +1199,10 @@ sarco_status sarco_nifti_write(sarco_context *ctx, const sarco_image *img, const
     size_t per = (size_t)dt->bytes, step = DATA_CHUNK / per;
     for (int64_t i = 0; i < nvox && k.st == SARCO_OK; i += (int64_t)step) {
         size_t cnt = (size_t)(nvox - i) < step ? (size_t)(nvox - i) : step;
+        if (datatype == DT_FLOAT32 && !swap_out) { /* already little-endian float32 */
+            sink_write(&k, (const float *)data + i, cnt * per);
+            continue;
+        }
         if (datatype == DT_FLOAT32) {
             const float *f = (const float *)data + i;
             for (size_t j = 0; j < cnt; j++) {

@@ -82,6 +82,59 @@ static uint64_t filtered_size(const ihdr *h) {
 
 static int is_alpha(uint8_t c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
 
+/* Inflates the IDAT stream into a scratch buffer, counting: it must end at exactly `need` bytes (libpng
+ * itself would stop early and only warn about extra data; we refuse it, as for .nii.gz). */
+static sarco_status check_idat(sarco_context *ctx, const char *path, const uint8_t *b, size_t n, const ihdr *h,
+                               uint64_t need) {
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit(&zs) != Z_OK) return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "%s: cannot start zlib", path);
+    uint8_t scratch[16384];
+    uint64_t total = 0;
+    int ended = 0;
+    sarco_status st = SARCO_OK;
+    for (size_t off = 8; off + 12 <= n && !ended && st == SARCO_OK;) {
+        uint32_t len = be32(b + off);
+        int is_idat = memcmp(b + off + 4, "IDAT", 4) == 0, is_iend = memcmp(b + off + 4, "IEND", 4) == 0;
+        if (is_idat) {
+            zs.next_in = (Bytef *)(uintptr_t)(b + off + 8);
+            zs.avail_in = len;
+            while (zs.avail_in > 0 && !ended) {
+                zs.next_out = scratch;
+                zs.avail_out = sizeof scratch;
+                int rc = inflate(&zs, Z_NO_FLUSH);
+                total += sizeof scratch - zs.avail_out;
+                if (total > need) {
+                    st = sarco_fail(ctx, SARCO_ERR_LIMIT,
+                                    "%s: the IDAT stream inflates past the %llu bytes a %u x %u image needs (a "
+                                    "decompression bomb, or trailing data): refused",
+                                    path, (unsigned long long)need, h->width, h->height);
+                    break;
+                }
+                if (rc == Z_STREAM_END) ended = 1;
+                else if (rc != Z_OK && !(rc == Z_BUF_ERROR && zs.avail_in == 0)) {
+                    st = sarco_fail(ctx, rc == Z_MEM_ERROR ? SARCO_ERR_OUT_OF_MEMORY : SARCO_ERR_BAD_FORMAT,
+                                    "%s: corrupt IDAT zlib stream after %llu inflated bytes (zlib: %s)", path,
+                                    (unsigned long long)total, zs.msg ? zs.msg : "error");
+                    break;
+                }
+            }
+        }
+        if (is_iend) break;
+        off += 12 + (size_t)len;
+    }
+    inflateEnd(&zs);
+    if (st != SARCO_OK) return st;
+    if (total < need)
+        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT,
+                          "%s: truncated: the image data ends after %llu of the %llu bytes a %u x %u image needs", path,
+                          (unsigned long long)total, (unsigned long long)need, h->width, h->height);
+    if (!ended)
+        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "%s: truncated: the IDAT zlib stream has no end (or no checksum)",
+                          path);
+    return SARCO_OK;
+}
+
 /* Our own pass over the file before libpng sees it. */
 static sarco_status prescan(sarco_context *ctx, const char *path, const uint8_t *b, size_t n, ihdr *h) {
     static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -160,10 +213,10 @@ static sarco_status prescan(sarco_context *ctx, const char *path, const uint8_t 
     uint64_t need = filtered_size(h);
     if (need > SARCO_INFLATE_BOUND(h->idat_bytes))
         return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT,
-                          "%s: %llu bytes of IDAT cannot inflate to the %llu bytes a %u x %u image needs: truncated, or "
-                          "a decompression bomb", path, (unsigned long long)h->idat_bytes, (unsigned long long)need,
-                          h->width, h->height);
-    return SARCO_OK;
+                          "%s: %llu bytes of IDAT cannot inflate to the %llu bytes a %u x %u image needs: "
+                          "truncated, or a decompression bomb",
+                          path, (unsigned long long)h->idat_bytes, (unsigned long long)need, h->width, h->height);
+    return check_idat(ctx, path, b, n, h, need);
 }
 
 static void on_error(png_structp png, png_const_charp msg) {

@@ -93,7 +93,7 @@ sarco_status sarco_volumes_from_config(sarco_context *ctx, const char *config_js
     size_t name_bytes = 0;
     for (int32_t i = 0; i < nl; i++) {
         const char *nm = i + 1 < cfg.nclasses ? cfg.classes[i + 1] : NULL;
-        name_bytes += (nm ? strlen(nm) : 16) + 1;
+        name_bytes += (nm ? strlen(nm) : 24) + 1;
     }
     for (int g = 0; g < cfg.ngroups; g++) name_bytes += strlen(cfg.group_names[g]) + 1;
     if (ri) {
@@ -122,7 +122,7 @@ sarco_status sarco_volumes_from_config(sarco_context *ctx, const char *config_js
         if (nm)
             strcpy(np, nm);
         else
-            snprintf(np, 17, "label_%d", i + 1);
+            snprintf(np, 25, "label_%d", (int)(i + 1));
         e->name = np;
         np += strlen(np) + 1;
         e->voxels = m ? m->voxels : 0;

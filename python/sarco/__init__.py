@@ -17,13 +17,16 @@ __all__ = ["Model", "Context", "SarcoError", "version", "version_number"]
 
 # Functions that live in submodules, imported on first use (PEP 562) so that `import sarco` stays
 # cheap and works without the shared library (sarco.convert needs numpy only). name -> module.
-_LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics"}
+_LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics",
+         "load_image": "pipeline", "save_labels": "pipeline", "Image": "pipeline"}
 
 
 def __getattr__(name):
     import importlib
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name == "stats":
+        return importlib.import_module(".stats", __name__)
     raise AttributeError(f"module 'sarco' has no attribute {name!r}")
 
 
@@ -110,6 +113,21 @@ class Model:
         return y
 
     __call__ = forward
+
+    def sliding_window(self, x, overlap=0.25, mode="constant", sigma_scale=0.125, roi=None, sw_batch_size=None):
+        """MONAI sliding_window_inference with the model's roi on a raw network input (N, C, ...)."""
+        from . import pipeline
+        return pipeline.sliding_window(self, x, overlap, mode, sigma_scale, roi, sw_batch_size)
+
+    def segment(self, image, **kw):
+        """Preprocess, run the sliding window and argmax; labels on the input image's grid."""
+        from . import pipeline
+        return pipeline.segment(self, image, **kw)
+
+    def volumes(self, image, labels, height_m=None):
+        """Per-label and per-group volumes and HU statistics of a segmentation of image."""
+        from . import pipeline
+        return pipeline.volumes(self, image, labels, height_m=height_m)
 
     def close(self):
         h, self._h = self._h, None

@@ -236,7 +236,10 @@ class Forward(unittest.TestCase):
             np.testing.assert_array_equal(m(self.x.astype(np.float16).astype(np.float32)),
                                           m.forward(self.x.astype(np.float16)))
             with self.assertRaisesRegex(ValueError, "batch"):
-                m.forward(self.x[0])
+                m.forward(self.x[0, 0])  # 3-D: no batch or channel axis
+            with self.assertRaises(sarco.SarcoError) as cm:
+                m.forward(self.x[0])  # 4-D reads as a 2-D (N, C, H, W) input: the 3-D model refuses it
+            self.assertEqual(cm.exception.status, status_codes()["SARCO_ERR_INVALID_ARGUMENT"])
             with self.assertRaisesRegex(TypeError, "dtype"):
                 m.forward(self.x > 0)
             with self.assertRaises(sarco.SarcoError) as cm:

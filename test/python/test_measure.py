@@ -3,7 +3,11 @@ committed by test/gen_measure_reference.py, against numpy computations, and on a
 numpy only. Needs the shared library (SARCO_LIBRARY or lib/libsarco.so; `make test-py` sets it)."""
 import json
 import os
+import shutil
+import struct
+import subprocess
 import sys
+import tempfile
 import unittest
 
 import numpy as np
@@ -146,6 +150,11 @@ class TestAnalytic(unittest.TestCase):
         self.assertEqual(r2[9]["voxels"], 0)
         self.assertNotIn("hu_mean", r2[2])
 
+    def test_package_exports(self):
+        self.assertIs(sarco.evaluate, metrics.evaluate)
+        self.assertIs(sarco.measure, metrics.measure)
+        self.assertIs(sarco.edt, metrics.edt)
+
     def test_errors(self):
         g = np.zeros((5, 6), np.int16)
         with self.assertRaises(ValueError):
@@ -221,6 +230,169 @@ class TestStats(unittest.TestCase):
         self.assertEqual(stats.binary_metrics(s, np.zeros(300), 10.0)["flags"], ["no_positives", "f1_undefined"])
         with self.assertRaises(sarco.SarcoError):
             stats.auc(s, np.zeros(300))
+
+
+def write_nifti(path, arr, spacing):
+    """A NIfTI-1 file holding the C-order array arr (axes slowest..fastest) with spacing per axis: the
+    file's x is arr's last axis, so the library must reverse the axes back."""
+    arr = np.asarray(arr)
+    dt = {np.dtype(np.uint8): (2, 8), np.dtype(np.uint16): (512, 16), np.dtype(np.float32): (16, 32)}[arr.dtype]
+    nd = arr.ndim
+    dims = [nd] + list(arr.shape[::-1]) + [1] * (7 - nd)
+    sp = list(spacing)[::-1]
+    h = bytearray(352)
+    struct.pack_into("<i", h, 0, 348)
+    struct.pack_into("<8h", h, 40, *dims)
+    struct.pack_into("<hh", h, 70, *dt)
+    struct.pack_into("<8f", h, 76, 1.0, *(sp + [1.0] * (7 - nd)))
+    struct.pack_into("<f", h, 108, 352.0)
+    struct.pack_into("<f", h, 112, 1.0)
+    h[123] = 2  # mm
+    struct.pack_into("<hh", h, 252, 0, 1)
+    aff = np.zeros((3, 4))
+    for a in range(3):
+        aff[a, a] = sp[a] if a < nd else 1.0
+    struct.pack_into("<12f", h, 280, *aff.reshape(-1))
+    h[344:348] = b"n+1\0"
+    with open(path, "wb") as f:
+        f.write(bytes(h))
+        f.write(np.ascontiguousarray(arr).tobytes())
+
+
+def find_cli():
+    cands = [os.environ.get("SARCO_CLI")]
+    so = os.environ.get("SARCO_LIBRARY")
+    if so:
+        d = os.path.dirname(os.path.abspath(so))
+        cands += [os.path.join(d, "sarco"), os.path.join(d, "..", "build", "sarco")]
+    cands.append(os.path.join(ROOT, "build", "sarco"))
+    for c in cands:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+class TestCLI(unittest.TestCase):
+    """sarco evaluate / sarco measure on NIfTI files: the axis order (x fastest in the file), units in
+    the keys, the --list summary, exit codes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cli = find_cli()
+        cls.ref = load_reference()
+        cls.tmp = tempfile.mkdtemp(prefix="sarco_measure_")
+        # float32 pixdim in the file: compare with evaluate() on the spacing as stored
+        cls.files = {}
+        for c in cls.ref["cases"]:
+            c["sp32"] = [float(np.float32(v)) for v in c["spacing"]]
+            for k in ("pred", "ref"):
+                path = os.path.join(cls.tmp, f"{c['name']}_{k}.nii")
+                write_nifti(path, c[f"{k}_arr"], c["spacing"])
+                cls.files[c["name"], k] = path
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def run_cli(self, *args, ok=True):
+        if not self.cli:
+            self.skipTest("sarco CLI not built (set SARCO_CLI)")
+        p = subprocess.run([self.cli, *args], capture_output=True, text=True, timeout=120)
+        if ok:
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return json.loads(p.stdout)
+        return p
+
+    def test_evaluate_pair(self):
+        for c in self.ref["cases"]:
+            out = self.run_cli("evaluate", "--pred", self.files[c["name"], "pred"], "--ref", self.files[c["name"], "ref"])
+            want = metrics.evaluate(c["pred_arr"], c["ref_arr"], c["sp32"])
+            self.assertEqual(out["dims"], list(c["shape"][::-1]))
+            self.assertFalse(out["units_assumed_mm"])
+            self.assertEqual([e["label"] for e in out["labels"]], sorted(want))
+            for e in out["labels"]:
+                w = want[e["label"]]
+                for k in ("dice", "jaccard", "hd_mm", "hd95_mm", "assd_mm", "ravd_percent", "volume_pred_ml",
+                          "volume_ref_ml", "flags", "surface_pred", "surface_ref"):
+                    if isinstance(w[k], float):
+                        self.assertLess(rel(e[k], w[k]), 1e-6, (c["name"], e["label"], k))
+                    else:
+                        self.assertEqual(e[k], w[k], (c["name"], e["label"], k))
+                if len(c["shape"]) == 2:
+                    self.assertLess(rel(e["area_pred_cm2"], w["area_pred_cm2"]), 1e-6)
+        out = self.run_cli("evaluate", "--pred", self.files["blobs3d", "pred"], "--ref", self.files["blobs3d", "ref"],
+                           "--labels", "3,9")
+        self.assertEqual([e["label"] for e in out["labels"]], [3, 9])
+        self.assertEqual(out["labels"][1]["flags"], ["pred_empty", "ref_empty", "ravd_undefined"])
+
+    def test_evaluate_list(self):
+        c = next(c for c in self.ref["cases"] if c["name"] == "blobs3d")
+        p, g = os.path.basename(self.files["blobs3d", "pred"]), os.path.basename(self.files["blobs3d", "ref"])
+        csv = os.path.join(self.tmp, "pairs.csv")
+        with open(csv, "w") as f:
+            f.write(f"id,pred,ref\na,{p},{g}\nb,{g},{p}\nc,{p},{p}\n")
+        report = os.path.join(self.tmp, "list.json")
+        if not self.cli:
+            self.skipTest("sarco CLI not built (set SARCO_CLI)")
+        self.run_cli("evaluate", "--list", csv, "--report", report, ok=False)
+        with open(report) as f:
+            out = json.load(f)
+        self.assertEqual([s["id"] for s in out["subjects"]], ["a", "b", "c"])
+        arrs = [(c["pred_arr"], c["ref_arr"]), (c["ref_arr"], c["pred_arr"]), (c["pred_arr"], c["pred_arr"])]
+        per = [metrics.evaluate(a, b, c["sp32"]) for a, b in arrs]
+        for s in out["summary"]:
+            l = s["label"]
+            dice = np.array([r[l]["dice"] for r in per])
+            self.assertLess(rel(s["dice"]["mean"], dice.mean()), 1e-9)
+            self.assertLess(rel(s["dice"]["sd"], dice.std(ddof=1)), 1e-9)
+            vp = np.array([r[l]["volume_pred_ml"] for r in per])
+            vr = np.array([r[l]["volume_ref_ml"] for r in per])
+            self.assertLess(rel(s["volume_correlation"], np.corrcoef(vp, vr)[0, 1]), 1e-6)
+            self.assertLess(rel(s["volume_icc_2_1"], TestStats.icc_numpy(np.stack([vp, vr], 1))["2,1"]), 1e-6)
+            self.assertEqual(s["subjects"], 3)
+
+    def test_measure(self):
+        c = next(c for c in self.ref["cases"] if c["name"] == "thin3d")
+        img = np.random.default_rng(9).integers(-200, 300, size=c["ref_arr"].shape).astype(np.float32)
+        ip = os.path.join(self.tmp, "img.nii")
+        write_nifti(ip, img, c["spacing"])
+        out = self.run_cli("measure", "--labels", self.files["thin3d", "ref"], "--image", ip, "--height-m", "1.6")
+        want = metrics.measure(c["ref_arr"], image=img, spacing=c["sp32"])
+        self.assertEqual([e["label"] for e in out["labels"]], sorted(want))
+        for e in out["labels"]:
+            w = want[e["label"]]
+            for k in ("voxels", "volume_ml", "hu_mean", "hu_sd", "hu_min", "hu_max", "hu_fraction_muscle"):
+                self.assertLess(rel(e[k], w[k]), 1e-6, (e["label"], k))
+            self.assertLess(rel(e["volume_index_ml_per_m2"], w["volume_ml"] / 1.6 ** 2), 1e-6)
+        m = c["ref_arr"] > 0
+        self.assertEqual(out["total"]["voxels"], int(m.sum()))
+        self.assertLess(rel(out["total"]["hu_mean"], img[m].astype(np.float64).mean()), 1e-9)
+        # a single slice: areas and the skeletal muscle index in cm^2/m^2
+        sl = os.path.join(self.tmp, "slice.nii")
+        write_nifti(sl, c["ref_arr"][4], c["spacing"][1:])
+        out = self.run_cli("measure", "--labels", sl, "--height-m", "1.6")
+        sl_arr = c["ref_arr"][4]
+        lab = int(np.argmax(np.bincount(sl_arr[sl_arr > 0])))
+        area = (sl_arr == lab).sum() * np.prod(c["sp32"][1:]) / 100.0
+        self.assertEqual(out["measured_as"], "2d")
+        e = next(e for e in out["labels"] if e["label"] == lab)
+        self.assertLess(rel(e["area_cm2"], area), 1e-6)
+        self.assertLess(rel(e["area_index_cm2_per_m2"], area / 2.56), 1e-6)
+
+    def test_exit_codes(self):
+        p = self.run_cli("evaluate", "--pred", self.files["blobs3d", "pred"], "--ref", self.files["blobs2d", "ref"],
+                         ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("same grid", p.stderr)
+        p = self.run_cli("evaluate", "--pred", os.path.join(self.tmp, "missing.nii"), "--ref",
+                         self.files["blobs2d", "ref"], ok=False)
+        self.assertEqual(p.returncode, 2)
+        p = self.run_cli("evaluate", "--pred", self.files["blobs2d", "pred"], "--ref", self.files["blobs2d", "ref"],
+                         "--labels", "1,x", ok=False)
+        self.assertEqual(p.returncode, 2)
+        p = self.run_cli("measure", "--labels", self.files["blobs2d", "ref"], "--height-m", "170", ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("metres", p.stderr)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ def normalize_kwargs(kwargs):
         k["norm_name"] = [nn[0], dict(nn[1])]
     elif not isinstance(nn, str):
         raise ConvertError(f"{NAME}: norm_name must be a name or [name, {{arguments}}], not {nn!r}")
+    norm = k["norm_name"][0] if isinstance(k["norm_name"], list) else k["norm_name"]
+    if norm.lower() not in ("instance", "batch"):  # what lib/nn/unetr.c runs (MONAI's names are case-blind)
+        raise ConvertError(f"{NAME}: norm_name {norm!r} is not supported by libsarco (instance, batch)")
     for n in ("conv_block", "res_block", "qkv_bias", "save_attn"):
         k[n] = as_bool(NAME, n, k[n])
     k["dropout_rate"] = as_float(NAME, "dropout_rate", k["dropout_rate"], 0.0, 1.0)
