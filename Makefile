@@ -93,8 +93,7 @@ test-c: $(TEST_BIN) lib cuda
 	@$(if $(wildcard $(CUDA_SO)),SARCO_CUDA_LIBRARY=$(CURDIR)/$(CUDA_SO)) tools/run_tests.sh $(BUILD)/test $(TEST_BIN); rc=$$?; $(MAKE) --no-print-directory test-header || rc=1; exit $$rc
 
 test-py: lib
-	@SARCO_LIBRARY=$(CURDIR)/$(SO) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m unittest discover -s test/python -t test/python -v 2>&1 | tail -n 200; \
-	 exit $${PIPESTATUS[0]}
+	@SARCO_LIBRARY=$(CURDIR)/$(SO) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m unittest discover -s test/python -t test/python -v
 
 # C tests once more under AddressSanitizer + UndefinedBehaviorSanitizer; any report fails.
 test-asan: setup

@@ -1,6 +1,6 @@
 """Reference outputs of MONAI's UNETR for test/test_unetr.c and test/python/test_unetr.py.
 
-    /opt/refenv/bin/python test/gen_unetr_reference.py      (torch + MONAI + einops)
+    /opt/refenv/bin/python test/gen_unetr_reference.py [OUT_DIR]   (torch + MONAI + einops)
 
 Builds small UNETR variants with fixed seeds, perturbs every norm/bias so none is trivially 0/1
 (batch-norm variants also get non-trivial running statistics), and writes into test/data/unetr/:
@@ -118,7 +118,8 @@ def errors(got, ref):
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
+    out = sys.argv[1] if len(sys.argv) > 1 else OUT  # another folder: to check that a rerun is bit-identical
+    os.makedirs(out, exist_ok=True)
     torch.set_num_threads(2)
     manifest = {"monai": monai.__version__, "torch": torch.__version__, "variants": []}
     for name, kwargs, batch, wdtype, new_keys, seed in VARIANTS:
@@ -146,15 +147,15 @@ def main():
             tensors.append((k, a))
         jkw = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
         config = {"arch": "monai.UNETR", "kwargs": jkw}
-        write_safetensors(os.path.join(OUT, name + ".safetensors"), tensors,
+        write_safetensors(os.path.join(out, name + ".safetensors"), tensors,
                           {"format": "pt", "sarco.config": json.dumps(config)})
 
         x = torch.randn(in_shape, generator=torch.Generator().manual_seed(2000 + seed))
         with torch.no_grad():
             y32 = model(x).numpy()
             y64 = model.double()(x.double()).numpy()
-        x.numpy().astype("<f4").tofile(os.path.join(OUT, name + "_in.bin"))
-        y64.astype("<f4").tofile(os.path.join(OUT, name + "_out.bin"))
+        x.numpy().astype("<f4").tofile(os.path.join(out, name + "_in.bin"))
+        y64.astype("<f4").tofile(os.path.join(out, name + "_out.bin"))
         mx, rel = errors(y32, y64)
         manifest["variants"].append({
             "name": name, "model": name + ".safetensors", "input": name + "_in.bin", "output": name + "_out.bin",
@@ -165,7 +166,7 @@ def main():
         })
         print(f"{name}: in {in_shape} out {tuple(y64.shape)} monai fp32 vs fp64 max {mx:.2e} rel {rel:.2e}",
               file=sys.stderr)
-    with open(os.path.join(OUT, "manifest.json"), "w") as f:
+    with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
 

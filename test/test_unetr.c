@@ -108,15 +108,17 @@ static const json_t *variant(const fixture *fx, const char *prefix) {
     return NULL;
 }
 
-static sarco_model *load_variant(fixture *fx, const json_t *v) {
+static sarco_model *load_on(sarco_context *ctx, const json_t *v) {
     char path[256];
     snprintf(path, sizeof path, DATA "%s", json_string_value(json_object_get(v, "model")));
     sarco_model *m = NULL;
-    sarco_status s = sarco_model_load(fx->ctx, path, &m);
-    if (s != SARCO_OK) fail_msg("%s: %s: %s", path, sarco_status_string(s), sarco_last_error(fx->ctx));
+    sarco_status s = sarco_model_load(ctx, path, &m);
+    if (s != SARCO_OK) fail_msg("%s: %s: %s", path, sarco_status_string(s), sarco_last_error(ctx));
     assert_string_equal(sarco_model_arch(m), "monai.UNETR");
     return m;
 }
+
+static sarco_model *load_variant(fixture *fx, const json_t *v) { return load_on(fx->ctx, v); }
 
 /* max |a - b| and ||a - b|| / ||b|| */
 static void compare(const float *got, const float *ref, size_t n, double *max_abs, double *rel, double *ref_max) {
@@ -133,14 +135,14 @@ static void compare(const float *got, const float *ref, size_t n, double *max_ab
     *ref_max = rm;
 }
 
-static void check_variant(fixture *fx, const char *prefix) {
+static void check_variant_on(fixture *fx, sarco_context *ctx, const char *prefix) {
     const json_t *v = variant(fx, prefix);
     const char *name = json_string_value(json_object_get(v, "name"));
     int64_t in_shape[5], out_shape[5], got_shape[5], nin, nout;
     const int nd = shape_of(json_object_get(v, "input_shape"), in_shape, &nin);
     shape_of(json_object_get(v, "output_shape"), out_shape, &nout);
-    sarco_model *m = load_variant(fx, v);
-    assert_int_equal(sarco_model_output_shape(fx->ctx, m, nd, in_shape, got_shape), SARCO_OK);
+    sarco_model *m = load_on(ctx, v);
+    assert_int_equal(sarco_model_output_shape(ctx, m, nd, in_shape, got_shape), SARCO_OK);
     for (int i = 0; i < nd; i++) assert_int_equal(got_shape[i], out_shape[i]);
 
     float *x = read_floats(json_string_value(json_object_get(v, "input")), (size_t)nin);
@@ -149,26 +151,48 @@ static void check_variant(fixture *fx, const char *prefix) {
     float *y2 = malloc((size_t)nout * sizeof(float));
     assert_non_null(y);
     assert_non_null(y2);
-    sarco_status s = sarco_model_forward(fx->ctx, m, nd, in_shape, x, y, (size_t)nout);
-    if (s != SARCO_OK) fail_msg("%s: forward: %s: %s", name, sarco_status_string(s), sarco_last_error(fx->ctx));
+    sarco_status s = sarco_model_forward(ctx, m, nd, in_shape, x, y, (size_t)nout);
+    if (s != SARCO_OK) fail_msg("%s: forward: %s: %s", name, sarco_status_string(s), sarco_last_error(ctx));
     double max_abs, rel, ref_max;
     compare(y, ref, (size_t)nout, &max_abs, &rel, &ref_max);
     const double bound = MAX_ABS_FRAC * (ref_max > 1 ? ref_max : 1);
     const json_t *mon = json_object_get(v, "monai_fp32_vs_fp64");
-    printf("  %-30s max abs %.2e (bound %.1e)  rel L2 %.2e   [MONAI fp32 itself: max %.2e rel %.2e]\n", name,
+    printf("  %-4s %-28s max abs %.2e (bound %.1e)  rel L2 %.2e   [MONAI fp32 itself: max %.2e rel %.2e]\n",
+           sarco_context_backend(ctx) == SARCO_BACKEND_CUDA ? "cuda" : "cpu", name,
            max_abs, bound, rel, json_real_value(json_object_get(mon, "max_abs")),
            json_real_value(json_object_get(mon, "rel_l2")));
     assert_true(rel < REL_L2_MAX);
     assert_true(max_abs < bound);
 
     /* the second run reuses the workspace and must give the same numbers */
-    assert_int_equal(sarco_model_forward(fx->ctx, m, nd, in_shape, x, y2, (size_t)nout), SARCO_OK);
+    assert_int_equal(sarco_model_forward(ctx, m, nd, in_shape, x, y2, (size_t)nout), SARCO_OK);
     assert_memory_equal(y, y2, (size_t)nout * sizeof(float));
     free(x);
     free(ref);
     free(y);
     free(y2);
     sarco_model_free(m);
+}
+
+static void check_variant(fixture *fx, const char *prefix) { check_variant_on(fx, fx->ctx, prefix); }
+
+/* The same variants on the CUDA backend in FP32 (exact mode), with the same bounds, when a GPU and
+ * libsarco_cuda.so are there; otherwise an explicit SKIP line. */
+static void test_cuda_variants(void **state) {
+    fixture *fx = *state;
+    sarco_context_options o;
+    sarco_context_options_init(&o);
+    o.backend = SARCO_BACKEND_CUDA;
+    o.precision = SARCO_PRECISION_FP32;
+    sarco_context *ctx = NULL;
+    char msg[512];
+    if (sarco_context_create_ex(&o, &ctx, msg, sizeof msg) != SARCO_OK) {
+        printf("SKIP cuda: %s\n", msg);
+        skip();
+    }
+    const char *prefixes[] = {"a_", "b_", "c_", "d_", "e_", "f_"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) check_variant_on(fx, ctx, prefixes[i]);
+    sarco_context_free(ctx);
 }
 
 static void test_a_conv_instance_res(void **state) { check_variant(*state, "a_"); }
@@ -274,10 +298,11 @@ static const char *rewrite(const fixture *fx, const char *src, const char *name,
     json_object_foreach(h, key, t) {
         if (strcmp(key, "__metadata__") == 0) continue;
         json_t *off = json_object_get(t, "data_offsets");
-        const json_int_t b0 = json_integer_value(json_array_get(off, 0)), b1 = json_integer_value(json_array_get(off, 1));
-        memcpy(out + used, data + b0, (size_t)(b1 - b0));
-        json_object_set_new(t, "data_offsets", json_pack("[I, I]", (json_int_t)used, (json_int_t)(used + (size_t)(b1 - b0))));
-        used += (size_t)(b1 - b0);
+        const json_int_t b0 = json_integer_value(json_array_get(off, 0));
+        const size_t len = (size_t)(json_integer_value(json_array_get(off, 1)) - b0);
+        memcpy(out + used, data + b0, len);
+        json_object_set_new(t, "data_offsets", json_pack("[I, I]", (json_int_t)used, (json_int_t)(used + len)));
+        used += len;
     }
     char *text = json_dumps(h, JSON_COMPACT);
     assert_non_null(text);
@@ -361,7 +386,8 @@ static void test_bad_tensors(void **state) {
                      SARCO_ERR_BAD_FORMAT, "vit.blocks.11.attn.qkv.bias");
     expect_load_fail(fx, rewrite(fx, e, "misshaped.st", transpose_2d, "vit.blocks.2.attn.qkv.weight"),
                      SARCO_ERR_BAD_FORMAT, "vit.blocks.2.attn.qkv.weight");
-    expect_load_fail(fx, rewrite(fx, b, "misshaped_lin.st", transpose_2d, "vit.patch_embedding.patch_embeddings.1.weight"),
+    expect_load_fail(fx,
+                     rewrite(fx, b, "misshaped_lin.st", transpose_2d, "vit.patch_embedding.patch_embeddings.1.weight"),
                      SARCO_ERR_BAD_FORMAT, "vit.patch_embedding.patch_embeddings.1.weight");
     expect_load_fail(fx, rewrite(fx, e, "unknown.st", add_tensor, "vit.blocks.0.attn.extra.weight"),
                      SARCO_ERR_BAD_FORMAT, "vit.blocks.0.attn.extra.weight");
@@ -464,6 +490,7 @@ int main(void) {
         cmocka_unit_test(test_wrong_input_shape),
         cmocka_unit_test(test_bad_tensors),
         cmocka_unit_test(test_memory_limit),
+        cmocka_unit_test(test_cuda_variants),
     };
     return cmocka_run_group_tests_name("unetr", tests, setup, teardown);
 }

@@ -28,7 +28,7 @@ sarco_status sarco_edt_sq(sarco_context *ctx, int ndim, const int64_t *dims, con
     {
         const int64_t n = dims[ndim - 1], lines = total / n;
         const double s2 = spacing[ndim - 1] * spacing[ndim - 1];
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 256) num_threads(nt)
         for (int64_t l = 0; l < lines; l++) sarco_edt_line_binary(n, s2, sites + l * n, 1, site_bit, out + l * n, 1);
     }
     if (ndim == 1) return SARCO_OK;
@@ -55,7 +55,7 @@ sarco_status sarco_edt_sq(sarco_context *ctx, int ndim, const int64_t *dims, con
             double *z = fv + maxn;
             float *buf = (float *)(z + maxn + 1);
             int32_t *v = (int32_t *)(buf + maxn * EDT_TILE);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 16)
             for (int64_t t = 0; t < tasks; t++) {
                 const int64_t o = t / tiles, i0 = (t % tiles) * EDT_TILE;
                 const int64_t w = S - i0 < EDT_TILE ? S - i0 : EDT_TILE;

@@ -116,7 +116,7 @@ static sarco_status eval_surfaces(sarco_context *ctx, const eval_job *jb, uint16
     }
     const int64_t rows = b3[0] * b3[1];
     /* bit 0: P, bit 1: G */
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 64) num_threads(nt)
     for (int64_t r = 0; r < rows; r++) {
         const int64_t z = r / b3[1] + e->lo[0], y = r % b3[1] + e->lo[1];
         const int64_t src = (z * jb->d3[1] + y) * jb->d3[2] + e->lo[2];
@@ -125,7 +125,7 @@ static sarco_status eval_surfaces(sarco_context *ctx, const eval_job *jb, uint16
             dst[x] = (uint8_t)((jb->pred[src + x] == lab) | ((jb->ref[src + x] == lab) << 1));
     }
     int64_t sp = 0, sg = 0;
-#pragma omp parallel for schedule(static) reduction(+ : sp, sg) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 64) reduction(+ : sp, sg) num_threads(nt)
     for (int64_t r = 0; r < rows; r++) {
         int64_t c3[3] = {r / b3[1], r % b3[1], 0};
         for (int64_t x = 0; x < b3[2]; x++) {
@@ -247,7 +247,7 @@ sarco_status sarco_evaluate_labels(sarco_context *ctx, int ndim, const int64_t *
     {
         lab_tab *tab = tabs + nl * (size_t)omp_get_thread_num();
         for (size_t l = 0; l < nl; l++) tab_init(&tab[l]);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 64)
         for (int64_t r = 0; r < rows; r++) {
             const int64_t c0 = r / jb.d3[1], c1 = r % jb.d3[1];
             const uint16_t *pp = pred + r * nx, *gg = ref + r * nx;

@@ -72,8 +72,8 @@ typedef struct unetr_ws {
     float *heads;      /* (N, L, hidden) attention output before out_proj */
     float *mlp;        /* (N, L, mlp_dim) */
     float *skip[3];    /* hidden_states_out[3], [6], [9] */
-    float *enc1, *enc2, *enc3, *enc4, *dec, *logits;
-    float *up, *cat, *a, *b, *c; /* decoder scratch */
+    float *enc1, *enc2, *enc3, *enc4, *dec;
+    float *up, *cat, *a, *b, *c; /* decoder scratch; cat also takes the (N, S, out) logits at the end */
 } unetr_ws;
 
 typedef struct unetr {
@@ -112,7 +112,8 @@ static int64_t prod(const int64_t *v, int n) {
 static sarco_status attention_forward(sarco_backend *be, const unetr *u, const float *qkv, float *att, float *prob,
                                       float *out) {
     const int64_t L = u->tokens, H = u->hidden, nh = u->heads, dh = u->head_dim;
-    /* att[h] (L, L) = Q[h] K[h]^T * dh^-0.5, with Q[h](i, p) = qkv[i 3H + h dh + p], K[h]^T(p, j) = qkv[H + j 3H + h dh + p] */
+    /* att[h] (L, L) = Q[h] K[h]^T dh^-0.5 with Q[h](i, p) = qkv[i 3H + h dh + p],
+     * K[h]^T(p, j) = qkv[H + j 3H + h dh + p] */
     const sarco_gemm_desc qk = {.batch = nh, .m = L, .n = L, .k = dh,
                                 .a_bs = dh, .a_rs = 3 * H, .a_cs = 1,
                                 .b_bs = dh, .b_rs = 1, .b_cs = 3 * H,
@@ -259,8 +260,8 @@ static sarco_status unetr_forward(sarco_context *ctx, void *state, int ndim, con
     for (int i = 0; i < u->nsp; i++) sp[i] *= 2;
     TRY(up_forward(be, u, &u->dec2, n, sp, w->dec, w->enc1, w->dec)); /* (N, S, fs) */
 
-    TRY(op->conv_run(be, u->out, n, u->img, w->dec, NULL, w->logits)); /* 1x1 with bias: (N, S, out) */
-    return op->from_cl(be, n, u->out_ch, S, w->logits, y);
+    TRY(op->conv_run(be, u->out, n, u->img, w->dec, NULL, w->cat)); /* 1x1 with bias: (N, S, out) */
+    return op->from_cl(be, n, u->out_ch, S, w->cat, y);
 }
 
 /* ================================================================================================
@@ -270,7 +271,7 @@ static sarco_status unetr_forward(sarco_context *ctx, void *state, int ndim, con
 static void ws_free(sarco_backend *be, unetr_ws *w) {
     float **all[] = {&w->x, &w->patches, &w->tok, &w->tok2, &w->h, &w->qkv, &w->att, &w->prob, &w->heads,
                      &w->mlp, &w->skip[0], &w->skip[1], &w->skip[2], &w->enc1, &w->enc2, &w->enc3, &w->enc4,
-                     &w->dec, &w->logits, &w->up, &w->cat, &w->a, &w->b, &w->c};
+                     &w->dec, &w->up, &w->cat, &w->a, &w->b, &w->c};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (*all[i] && be) be->ops->free(be, *all[i]);
         *all[i] = NULL;
@@ -312,6 +313,9 @@ static sarco_status workspace(sarco_context *ctx, unetr *u, int64_t n) {
         if (m > fmax) fmax = m;
     }
     catmax = mul3(2, fmax, 1);
+    const int64_t logits = mul3(n, S, u->out_ch);
+    if (logits < 0 || catmax < 0) return sarco_fail(ctx, SARCO_ERR_LIMIT, "UNETR: workspace size overflows");
+    if (logits > catmax) catmax = logits;
     sarco_status s = SARCO_OK;
     ws_buf(ctx, mul3(n, S, u->in_ch), &w->x, &s);
     if (!u->proj_conv) ws_buf(ctx, mul3(n, S, u->in_ch), &w->patches, &s);
@@ -329,7 +333,6 @@ static sarco_status workspace(sarco_context *ctx, unetr *u, int64_t n) {
     ws_buf(ctx, mul3(n, v[2], 4 * fs), &w->enc3, &s);
     ws_buf(ctx, mul3(n, v[1], 8 * fs), &w->enc4, &s);
     ws_buf(ctx, fmax, &w->dec, &s);
-    ws_buf(ctx, mul3(n, S, u->out_ch), &w->logits, &s);
     ws_buf(ctx, fmax, &w->up, &s);
     ws_buf(ctx, catmax, &w->cat, &s);
     ws_buf(ctx, fmax, &w->a, &s);
