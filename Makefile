@@ -92,8 +92,8 @@ test-header: lib
 test-c: $(TEST_BIN) lib cuda
 	@$(if $(wildcard $(CUDA_SO)),SARCO_CUDA_LIBRARY=$(CURDIR)/$(CUDA_SO)) tools/run_tests.sh $(BUILD)/test $(TEST_BIN); rc=$$?; $(MAKE) --no-print-directory test-header || rc=1; exit $$rc
 
-test-py: lib
-	@SARCO_LIBRARY=$(CURDIR)/$(SO) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m unittest discover -s test/python -t test/python -v
+test-py: lib $(CLI)
+	@SARCO_LIBRARY=$(CURDIR)/$(SO) SARCO_CLI=$(CURDIR)/$(CLI) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m unittest discover -s test/python -t test/python -v
 
 # C tests once more under AddressSanitizer + UndefinedBehaviorSanitizer; any report fails.
 test-asan: setup

@@ -20,9 +20,14 @@ SARCO_HD float sarco_gauss_1d(int64_t i, int64_t n, float neg2sig2) {
 SARCO_HD float sarco_gauss_clamp(float v, float floor_v) { return v < floor_v ? floor_v : v; }
 
 /* out += pred * w, with the product rounded to float first (MONAI multiplies the window by the
- * map, then adds it into the output). */
+ * map, then adds it into the output). nvcc would contract the two into one FMA (one rounding),
+ * so the device multiplies with __fmul_rn, which is never fused; C11 mode does not contract. */
 SARCO_HD void sarco_window_accumulate(float *acc, float pred, float w) {
+#if defined(__CUDA_ARCH__)
+    float t = __fmul_rn(pred, w);
+#else
     float t = pred * w;
+#endif
     *acc += t;
 }
 

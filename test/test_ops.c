@@ -14,6 +14,9 @@
  *     ... on data with mean/std ~ 1e5   1e-3       the fp32 mean itself is off by ~3e-5 (as in PyTorch)
  *   act, softmax                        1e-11      float libm / expf against double
  *   binary, avg pool                    1e-12      one or a few fp32 roundings
+ *   window_accumulate                   1e-12      one product and one add per window against double;
+ *                                                  also bit-exact against the float loop (MONAI's order)
+ *   argmax_labels                       exact      labels (torch.argmax ties and NaN)
  *   to_cl, from_cl, patchify, unpatchify, concat, max pool, memory ops: 0 (pure data movement)
  *   CUDA vs CPU                         the op's threshold (FP32 mode)
  */
@@ -39,6 +42,7 @@
 #define TOL_SOFTMAX 1e-11
 #define TOL_BINARY 1e-12
 #define TOL_AVGPOOL 1e-12
+#define TOL_WINDOW 1e-12
 #define TOL_EXACT 0.0
 
 #define GUARD 64 /* floats on each side of every device buffer */
@@ -47,10 +51,10 @@
 #define MAXBUF 32
 
 enum { OP_MEM, OP_CONV, OP_DECONV, OP_LINEAR, OP_GEMM, OP_LAYERNORM, OP_INSTNORM, OP_AFFINE, OP_ACT, OP_BINARY,
-       OP_SOFTMAX, OP_CONCAT, OP_LAYOUT, OP_PATCH, OP_POOL, OP_N };
+       OP_SOFTMAX, OP_CONCAT, OP_LAYOUT, OP_PATCH, OP_POOL, OP_WINDOW, OP_ARGMAX, OP_N };
 static const char *op_names[OP_N] = {"memory", "conv", "deconv", "linear", "gemm", "layernorm", "instnorm",
                                      "channel_affine", "act", "binary", "softmax", "concat", "to_cl/from_cl",
-                                     "patchify", "pool"};
+                                     "patchify", "pool", "window_accumulate", "argmax_labels"};
 
 typedef struct dbuf {
     sarco_backend *be;
@@ -1411,6 +1415,166 @@ static void test_torch_reference(void **state) {
     }
 }
 
+/* ---- sliding-window blend and argmax ----------------------------------------------------- */
+
+typedef struct win_case {
+    int64_t c, roi[3], slab[3];
+    int nwin;
+    int64_t st[4][3];
+    int weighted; /* a Gaussian-like map; 0: NULL (constant 1) */
+} win_case;
+
+/* Windows added in order into a slab that already holds sums. References: the same sums in double
+ * (nMSE), and the float loop in MONAI's order (product rounded, then the add), which every backend
+ * must reproduce bit for bit so that a GPU blend equals the CPU's and MONAI's. */
+static void window_test(T *t, const char *label, const win_case *wc) {
+    sarco_backend *be = t->be;
+    const int64_t C = wc->c, R0 = wc->roi[0], R1 = wc->roi[1], R2 = wc->roi[2];
+    const int64_t S1 = wc->slab[1], S2 = wc->slab[2];
+    const size_t tile = (size_t)(R0 * R1 * R2), vox = (size_t)(wc->slab[0] * S1 * S2), nacc = (size_t)C * vox;
+    float *y[4], *w = wc->weighted ? rnd(t, tile, 0.4995, 0.5005) : NULL; /* weights in [1e-3, 1) */
+    float *acc0 = rnd(t, nacc, 2, 0), *cnt0 = rnd(t, vox, 0.5, 1.0);
+    float *accf = falloc(nacc), *cntf = falloc(vox);
+    double *accd = dalloc(nacc), *cntd = dalloc(vox);
+    memcpy(accf, acc0, nacc * sizeof(float));
+    memcpy(cntf, cnt0, vox * sizeof(float));
+    for (size_t i = 0; i < nacc; i++) accd[i] = acc0[i];
+    for (size_t i = 0; i < vox; i++) cntd[i] = cnt0[i];
+    for (int k = 0; k < wc->nwin; k++) {
+        y[k] = rnd(t, (size_t)C * tile, 3, 0);
+        const int64_t *st = wc->st[k];
+        for (int64_t ch = 0; ch < C; ch++)
+            for (int64_t i = 0; i < R0; i++)
+                for (int64_t j = 0; j < R1; j++)
+                    for (int64_t q = 0; q < R2; q++) {
+                        size_t ti = (size_t)((i * R1 + j) * R2 + q);
+                        size_t v = (size_t)(((st[0] + i) * S1 + st[1] + j) * S2 + st[2] + q);
+                        float wt = w ? w[ti] : 1.0f, yv = y[k][(size_t)ch * tile + ti];
+                        float prod = yv * wt;
+                        accf[(size_t)ch * vox + v] += prod;
+                        accd[(size_t)ch * vox + v] += (double)yv * (double)wt;
+                        if (ch == 0) {
+                            cntf[v] += wt;
+                            cntd[v] += wt;
+                        }
+                    }
+    }
+    float *acc = dnew(t, be, acc0, nacc), *cnt = dnew(t, be, cnt0, vox), *dw = w ? dnew(t, be, w, tile) : NULL;
+    sarco_window_desc d = {C, {R0, R1, R2}, {wc->slab[0], S1, S2}, {0, 0, 0}};
+    for (int k = 0; k < wc->nwin; k++) {
+        float *dy = dnew(t, be, y[k], (size_t)C * tile);
+        memcpy(d.st, wc->st[k], sizeof d.st);
+        sarco_status s = be->ops->window_accumulate(be, &d, dy, dw, acc, cnt);
+        if (s != SARCO_OK) fail_msg("%s: window_accumulate: %s", label, sarco_last_error(t->ctx));
+    }
+    float *got = falloc(nacc), *gotc = falloc(vox);
+    dget(t, acc, got, label);
+    dget(t, cnt, gotc, label);
+    dfree_all(t, label);
+    check(t, OP_WINDOW, label, got, accd, nacc, TOL_WINDOW);
+    check(t, OP_WINDOW, label, gotc, cntd, vox, TOL_WINDOW);
+    for (size_t i = 0; i < nacc; i++)
+        if (memcmp(&got[i], &accf[i], sizeof(float)))
+            fail_msg("%s [%s]: acc[%zu] = %.9g, the float loop gives %.9g (not bit-exact)", label, be->ops->name, i,
+                     (double)got[i], (double)accf[i]);
+    assert_memory_equal(gotc, cntf, vox * sizeof(float));
+    for (int k = 0; k < wc->nwin; k++) free(y[k]);
+    free(w), free(acc0), free(cnt0), free(accf), free(cntf), free(accd), free(cntd), free(got), free(gotc);
+}
+
+static void test_window_accumulate(void **state) {
+    T *t = *state;
+    const win_case cases[] = {
+        {3, {5, 4, 7}, {9, 6, 11}, 3, {{0, 0, 0}, {2, 1, 3}, {4, 2, 4}}, 1},
+        {3, {5, 4, 7}, {9, 6, 11}, 3, {{0, 0, 0}, {2, 1, 3}, {4, 2, 4}}, 0},
+        {2, {6, 5, 1}, {10, 8, 1}, 2, {{0, 3, 0}, {4, 0, 0}}, 1}, /* 2-D */
+        {1, {3, 3, 3}, {3, 3, 3}, 2, {{0, 0, 0}, {0, 0, 0}}, 1},   /* the window is the slab, twice */
+        {4, {24, 24, 24}, {24, 50, 41}, 4, {{0, 0, 0}, {0, 18, 0}, {0, 26, 17}, {0, 13, 9}}, 1}, /* threaded */
+    };
+    const char *names[] = {"window gaussian 3-D", "window constant 3-D", "window gaussian 2-D", "window = slab",
+                           "window 4 x 24^3"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) window_test(t, names[i], &cases[i]);
+    /* a window past the slab's edge, no channels, NULL buffers */
+    sarco_backend *be = t->be;
+    float *a = dnew(t, be, NULL, 64);
+    sarco_window_desc d = {1, {2, 2, 2}, {3, 3, 3}, {0, 2, 0}};
+    sarco_clear_error(t->ctx);
+    assert_int_equal(be->ops->window_accumulate(be, &d, a, NULL, a, a), SARCO_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(sarco_last_error(t->ctx), "slab"));
+    d.st[1] = 0;
+    d.c = 0;
+    assert_int_equal(be->ops->window_accumulate(be, &d, a, NULL, a, a), SARCO_ERR_INVALID_ARGUMENT);
+    d.c = 1;
+    assert_int_equal(be->ops->window_accumulate(be, &d, NULL, NULL, a, a), SARCO_ERR_INVALID_ARGUMENT);
+    dfree_all(t, "window errors");
+}
+
+/* torch.argmax(acc / cnt, dim=0): a NaN anywhere wins at its first index, else the first maximum. */
+static int64_t ref_argmax(const float *acc, const float *cnt, int64_t c, int64_t chan, int64_t i) {
+    for (int64_t k = 0; k < c; k++)
+        if (isnan(acc[k * chan + i] / cnt[i])) return k;
+    float mx = -INFINITY;
+    for (int64_t k = 0; k < c; k++) mx = fmaxf(mx, acc[k * chan + i] / cnt[i]);
+    for (int64_t k = 0; k < c; k++)
+        if (acc[k * chan + i] / cnt[i] == mx) return k;
+    return -1;
+}
+
+static void argmax_test(T *t, const char *label, int64_t c, int64_t count, int64_t chan, int bits) {
+    sarco_backend *be = t->be;
+    size_t na = (size_t)(c * chan), es = (size_t)bits / 8, nl = ((size_t)count * es + 3) / 4;
+    float *acc = rnd(t, na, 1, 0), *cnt = rnd(t, (size_t)count, 0.5, 1.0);
+    for (int64_t i = 0; i < count; i++) {
+        if (i % 7 == 1) /* all equal: label 0 */
+            for (int64_t k = 1; k < c; k++) acc[k * chan + i] = acc[i];
+        if (i % 11 == 2 && c > 2) acc[(c - 1) * chan + i] = acc[1 * chan + i] = 5.0f; /* tie: the lower index */
+        if (i % 13 == 3) acc[(c / 2) * chan + i] = NAN;
+        if (i % 17 == 4) acc[(c - 1) * chan + i] = NAN;                             /* after another NaN */
+        if (i % 19 == 5) cnt[i] = 0.0f;                                              /* x / 0: +-inf */
+        if (i % 23 == 6) acc[(c - 1) * chan + i] = 1e30f;                            /* the last label */
+    }
+    float *dacc = dnew(t, be, acc, na), *dcnt = dnew(t, be, cnt, (size_t)count), *dl = dnew(t, be, NULL, nl);
+    sarco_status s = be->ops->argmax_labels(be, c, count, chan, dacc, dcnt, bits, dl);
+    if (s != SARCO_OK) fail_msg("%s: argmax_labels: %s", label, sarco_last_error(t->ctx));
+    float *raw = falloc(nl);
+    dget(t, dl, raw, label);
+    dfree_all(t, label);
+    float *got = falloc((size_t)count);
+    double *ref = dalloc((size_t)count);
+    const unsigned char *bytes = (const unsigned char *)raw;
+    for (int64_t i = 0; i < count; i++) {
+        uint16_t v16;
+        memcpy(&v16, bytes + 2 * i, 2);
+        got[i] = bits == 8 ? (float)bytes[i] : (float)v16;
+        ref[i] = (double)ref_argmax(acc, cnt, c, chan, i);
+    }
+    const uint32_t fresh = FRESH_WORD; /* the bytes past the last label are untouched */
+    for (size_t b = (size_t)count * es; b < nl * 4; b++)
+        assert_int_equal(bytes[b], ((const unsigned char *)&fresh)[b % 4]);
+    check(t, OP_ARGMAX, label, got, ref, (size_t)count, TOL_EXACT);
+    free(acc), free(cnt), free(raw), free(got), free(ref);
+}
+
+static void test_argmax_labels(void **state) {
+    T *t = *state;
+    argmax_test(t, "argmax 3 classes uint16", 3, 1001, 1001, 16);
+    argmax_test(t, "argmax 30 classes uint8, strided", 30, 4099, 5000, 8);
+    argmax_test(t, "argmax 1 class", 1, 37, 37, 16);
+    argmax_test(t, "argmax 256 classes uint8", 256, 233, 240, 8);
+    argmax_test(t, "argmax 300 classes uint16", 300, 150, 150, 16);
+    argmax_test(t, "argmax large", 5, 70001, 70001, 16); /* threaded */
+    sarco_backend *be = t->be;
+    float *a = dnew(t, be, NULL, 64);
+    sarco_clear_error(t->ctx);
+    assert_int_equal(be->ops->argmax_labels(be, 3, 8, 8, a, a, 12, a), SARCO_ERR_INVALID_ARGUMENT);
+    assert_int_equal(be->ops->argmax_labels(be, 257, 8, 8, a, a, 8, a), SARCO_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(sarco_last_error(t->ctx), "257"));
+    assert_int_equal(be->ops->argmax_labels(be, 3, 8, 7, a, a, 16, a), SARCO_ERR_INVALID_ARGUMENT);
+    assert_int_equal(be->ops->argmax_labels(be, 3, 8, 8, a, NULL, 16, a), SARCO_ERR_INVALID_ARGUMENT);
+    assert_int_equal(be->ops->argmax_labels(be, 3, 0, 0, NULL, NULL, 16, NULL), SARCO_OK); /* nothing to do */
+    dfree_all(t, "argmax errors");
+}
+
 /* ---- memory, shapes and errors ---------------------------------------------------------- */
 
 static void test_memory(void **state) {
@@ -1450,7 +1614,8 @@ static void test_table(void **state) {
                          (const void *)o->instnorm, (const void *)o->channel_affine, (const void *)o->act,
                          (const void *)o->binary, (const void *)o->softmax, (const void *)o->concat,
                          (const void *)o->to_cl, (const void *)o->from_cl, (const void *)o->patchify,
-                         (const void *)o->unpatchify, (const void *)o->pool, (const void *)o->destroy};
+                         (const void *)o->unpatchify, (const void *)o->pool, (const void *)o->window_accumulate,
+                         (const void *)o->argmax_labels, (const void *)o->destroy};
     for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
         if (!fns[i]) fail_msg("%s: op table entry %zu is NULL", o->name, i);
     assert_ptr_equal(t->be->ctx, t->ctx);
@@ -1582,7 +1747,8 @@ static int teardown(void **state) {
         cmocka_unit_test(test_layernorm), cmocka_unit_test(test_instnorm), cmocka_unit_test(test_channel_affine),  \
         cmocka_unit_test(test_act), cmocka_unit_test(test_binary), cmocka_unit_test(test_softmax),                 \
         cmocka_unit_test(test_concat), cmocka_unit_test(test_layout), cmocka_unit_test(test_patchify),             \
-        cmocka_unit_test(test_pool), cmocka_unit_test(test_torch_reference)
+        cmocka_unit_test(test_pool), cmocka_unit_test(test_window_accumulate), cmocka_unit_test(test_argmax_labels), \
+        cmocka_unit_test(test_torch_reference)
 
 int main(void) {
     const struct CMUnitTest tests[] = {TESTS};

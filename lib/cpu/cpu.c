@@ -7,10 +7,12 @@
 
 #include "cpu.h"
 #include "kernels/act_hd.h"
+#include "kernels/blend_hd.h"
 #include "kernels/layout_hd.h"
 #include "kernels/norm_hd.h"
 #include "kernels/pool_hd.h"
 #include "kernels/softmax_hd.h"
+#include "kernels/window_hd.h"
 
 #define BAD(be, ...) sarco_fail((be)->ctx, SARCO_ERR_INVALID_ARGUMENT, __VA_ARGS__)
 #define ALLOC_MAGIC 0x5a4c4c4f43505543ull /* header check: catches frees of foreign pointers */
@@ -431,6 +433,49 @@ static sarco_status cpu_pool(sarco_backend *be, const sarco_pool_desc *d, int64_
     return SARCO_OK;
 }
 
+/* ---- sliding window -------------------------------------------------------------------- */
+
+static sarco_status cpu_window_accumulate(sarco_backend *be, const sarco_window_desc *d, const float *y,
+                                          const float *w, float *acc, float *cnt) {
+    sarco_status s = sarco_window_desc_check(be->ctx, d);
+    if (s != SARCO_OK) return s;
+    if (!y || !acc || !cnt) return BAD(be, "window_accumulate: NULL buffer");
+    const int64_t C = d->c, R01 = d->roi[0] * d->roi[1], R2 = d->roi[2], S1 = d->slab[1], S2 = d->slab[2];
+    const int64_t tile = R01 * R2, chan = d->slab[0] * S1 * S2;
+    /* one task per run of R2 elements: (channel, r0, r1), channel C being the weight sums */
+#pragma omp parallel for num_threads(sarco_cpu_of(be)->threads) schedule(static) if ((C + 1) * tile >= SARCO_CPU_PAR_MIN)
+    for (int64_t r = 0; r < (C + 1) * R01; r++) {
+        int64_t ch = r / R01, ij = r % R01, i = ij / d->roi[1], j = ij % d->roi[1];
+        int64_t off = ((d->st[0] + i) * S1 + d->st[1] + j) * S2 + d->st[2];
+        const float *wr = w ? w + ij * R2 : NULL;
+        if (ch == C) {
+            float *cr = cnt + off;
+            if (wr)
+                for (int64_t k = 0; k < R2; k++) cr[k] += wr[k];
+            else
+                for (int64_t k = 0; k < R2; k++) cr[k] += 1.0f;
+            continue;
+        }
+        float *ar = acc + ch * chan + off;
+        const float *yr = y + ch * tile + ij * R2;
+        if (wr)
+            for (int64_t k = 0; k < R2; k++) sarco_window_accumulate(&ar[k], yr[k], wr[k]);
+        else
+            for (int64_t k = 0; k < R2; k++) sarco_window_accumulate(&ar[k], yr[k], 1.0f);
+    }
+    return SARCO_OK;
+}
+
+static sarco_status cpu_argmax_labels(sarco_backend *be, int64_t c, int64_t count, int64_t chan, const float *acc,
+                                      const float *cnt, int bits, void *labels) {
+    sarco_status s = sarco_argmax_check(be->ctx, c, count, chan, bits);
+    if (s != SARCO_OK) return s;
+    if (count && (!acc || !cnt || !labels)) return BAD(be, "argmax_labels: NULL buffer");
+#pragma omp parallel for num_threads(sarco_cpu_of(be)->threads) schedule(static) if (count * c >= SARCO_CPU_PAR_MIN)
+    for (int64_t i = 0; i < count; i++) sarco_label_store(labels, bits, i, sarco_argmax_div(acc + i, c, chan, cnt[i]));
+    return SARCO_OK;
+}
+
 /* ---- the table ------------------------------------------------------------------------- */
 
 static void cpu_destroy(sarco_backend *be) {
@@ -474,6 +519,8 @@ static const sarco_backend_ops cpu_ops = {
     .patchify = cpu_patchify,
     .unpatchify = cpu_unpatchify,
     .pool = cpu_pool,
+    .window_accumulate = cpu_window_accumulate,
+    .argmax_labels = cpu_argmax_labels,
     .destroy = cpu_destroy,
 };
 

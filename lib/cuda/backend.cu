@@ -195,6 +195,8 @@ static const sarco_backend_ops cuda_ops = {
     .patchify = sarco_cu_patchify,
     .unpatchify = sarco_cu_unpatchify,
     .pool = sarco_cu_pool,
+    .window_accumulate = sarco_cu_window_accumulate,
+    .argmax_labels = sarco_cu_argmax_labels,
     .destroy = cu_destroy,
 };
 

@@ -26,4 +26,9 @@ typedef struct sarco_arch {
 SARCO_INTERNAL const sarco_arch *sarco_arch_find(const char *name);
 SARCO_INTERNAL void sarco_arch_names(char *buf, size_t n); /* "a, b, c" for messages */
 
+/* sarco_model_forward on buffers already on the model's backend (ctx->be): x (in) -> y (the output
+ * shape), PyTorch layout, no upload or download (the sliding window keeps its tiles there). */
+SARCO_INTERNAL sarco_status sarco_model_forward_be(sarco_context *ctx, sarco_model *m, int ndim, const int64_t *in,
+                                                   const float *x, float *y);
+
 #endif

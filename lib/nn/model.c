@@ -152,3 +152,12 @@ sarco_status sarco_model_forward(sarco_context *ctx, sarco_model *m, int ndim, c
     be->ops->free(be, dy);
     return s;
 }
+
+sarco_status sarco_model_forward_be(sarco_context *ctx, sarco_model *m, int ndim, const int64_t *in, const float *x,
+                                    float *y) {
+    int64_t oshape[5];
+    sarco_status s = sarco_model_output_shape(ctx, m, ndim, in, oshape);
+    if (s != SARCO_OK) return s;
+    if (!x || !y) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sarco_model_forward: NULL x or y");
+    return m->arch->forward(ctx, m->state, ndim, in, x, y);
+}

@@ -108,6 +108,14 @@ typedef struct sarco_patch_desc {
     int64_t p[3];
 } sarco_patch_desc;
 
+/* Sliding-window blending (lib/pipeline/window.c): one window's prediction y (C, R0, R1, R2), as the
+ * network returns it (PyTorch layout), lands in a slab accumulator acc (C, S0, S1, S2) with weight sums
+ * cnt (S0, S1, S2), starting at st[] inside the slab (st[a] + roi[a] <= slab[a]). 2-D: roi2 = slab2 = 1. */
+typedef struct sarco_window_desc {
+    int64_t c;
+    int64_t roi[3], slab[3], st[3];
+} sarco_window_desc;
+
 /* One backend's op table. `be` carries the backend's state (engine, streams, caches). */
 typedef struct sarco_backend_ops {
     const char *name; /* "cpu" or "cuda" */
@@ -176,6 +184,15 @@ typedef struct sarco_backend_ops {
     sarco_status (*pool)(sarco_backend *be, const sarco_pool_desc *d, int64_t n, int64_t c,
                          const int64_t *in, const float *x, float *y);
 
+    /* sliding window: acc += y w and cnt += w for one window (w (R0, R1, R2), NULL = 1), the product
+     * rounded to float before the add (MONAI); windows land in call order, so sums match across backends */
+    sarco_status (*window_accumulate)(sarco_backend *be, const sarco_window_desc *d, const float *y,
+                                      const float *w, float *acc, float *cnt);
+    /* labels[i] = argmax_k acc[k * chan + i] / cnt[i] over c classes, i < count (torch.argmax: the first
+     * index wins ties, a NaN wins at its first index), stored as uint8 (bits 8, c <= 256) or uint16 */
+    sarco_status (*argmax_labels)(sarco_backend *be, int64_t c, int64_t count, int64_t chan, const float *acc,
+                                  const float *cnt, int bits, void *labels);
+
     void (*destroy)(sarco_backend *be);
 } sarco_backend_ops;
 
@@ -191,6 +208,9 @@ SARCO_INTERNAL int sarco_conv_out_shape(const sarco_conv_desc *d, int transposed
 SARCO_INTERNAL int sarco_pool_out_shape(const sarco_pool_desc *d, const int64_t *in, int64_t *out);
 /* Checks a desc's fields (positive sizes, groups divide channels, ...) and names the problem. */
 SARCO_INTERNAL sarco_status sarco_conv_desc_check(sarco_context *ctx, const sarco_conv_desc *d, int transposed);
+/* The same for window_accumulate's desc and argmax_labels' sizes (buffers are the backend's to check). */
+SARCO_INTERNAL sarco_status sarco_window_desc_check(sarco_context *ctx, const sarco_window_desc *d);
+SARCO_INTERNAL sarco_status sarco_argmax_check(sarco_context *ctx, int64_t c, int64_t count, int64_t chan, int bits);
 
 /* Backend constructors. The CPU one always exists; the CUDA one lives in libsarco_cuda.so and is
  * reached through sarco_backend_open_cuda (dlopen). */
@@ -198,7 +218,7 @@ SARCO_INTERNAL sarco_status sarco_backend_create_cpu(sarco_context *ctx, sarco_b
 SARCO_INTERNAL sarco_status sarco_backend_open_cuda(sarco_context *ctx, sarco_backend **out);
 
 /* The entry point libsarco_cuda.so exports (the only symbol it exports besides sarco_cuda_abi). */
-#define SARCO_CUDA_ABI_VERSION 1
+#define SARCO_CUDA_ABI_VERSION 2 /* 2: window_accumulate, argmax_labels */
 typedef sarco_status (*sarco_cuda_create_fn)(sarco_context *ctx, sarco_backend **out, char *msg,
                                              size_t msg_size);
 

@@ -93,3 +93,30 @@ sarco_status sarco_conv_desc_check(sarco_context *ctx, const sarco_conv_desc *d,
         return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: activation alpha is not finite", what);
     return SARCO_OK;
 }
+
+sarco_status sarco_window_desc_check(sarco_context *ctx, const sarco_window_desc *d) {
+    if (!d) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "window_accumulate: desc is NULL");
+    if (d->c < 1 || d->c > 65536)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "window_accumulate: %lld channels (need 1..65536)",
+                          (long long)d->c);
+    for (int a = 0; a < 3; a++)
+        if (d->roi[a] < 1 || d->st[a] < 0 || d->slab[a] > (1 << 24) || d->st[a] + d->roi[a] > d->slab[a])
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
+                              "window_accumulate: axis %d: window [%lld, %lld + %lld) is not inside the slab of %lld",
+                              a, (long long)d->st[a], (long long)d->st[a], (long long)d->roi[a],
+                              (long long)d->slab[a]);
+    return SARCO_OK;
+}
+
+sarco_status sarco_argmax_check(sarco_context *ctx, int64_t c, int64_t count, int64_t chan, int bits) {
+    if (bits != 8 && bits != 16)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "argmax_labels: %d-bit labels (need 8 or 16)", bits);
+    if (c < 1 || c > (bits == 8 ? 256 : 65536))
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "argmax_labels: %lld classes do not fit %d-bit labels",
+                          (long long)c, bits);
+    if (count < 0 || (c > 1 && chan < count))
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
+                          "argmax_labels: %lld voxels with a channel stride of %lld (need 0 <= count <= stride)",
+                          (long long)count, (long long)chan);
+    return SARCO_OK;
+}

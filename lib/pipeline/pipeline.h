@@ -11,8 +11,9 @@
 
 /* ---- sliding window ---------------------------------------------------------------------- */
 
-/* Runs the network on a batch of tiles: x (n, cin, roi...) -> y (n, cout, roi...), host buffers
- * in PyTorch layout. tile_shape holds (n, cin, roi...) (2 + nsp entries). */
+/* Runs the network on a batch of tiles: x (n, cin, roi...) -> y (n, cout, roi...) in PyTorch layout,
+ * host buffers, or ctx->be buffers when sarco_sw_params.tiles_on_backend is set. tile_shape holds
+ * (n, cin, roi...) (2 + nsp entries). */
 typedef sarco_status (*sarco_sw_predict_fn)(void *user, sarco_context *ctx, int nsp, const int64_t *tile_shape,
                                             const float *x, float *y);
 
@@ -26,6 +27,7 @@ typedef struct sarco_sw_params {
     double sigma_scale[3]; /* > 0, Gaussian mode only */
     int64_t sw_batch;      /* tiles per predictor call, >= 1 */
     float cval;            /* padding value for images smaller than the roi */
+    int tiles_on_backend;  /* the predictor takes and returns ctx->be buffers (0: host buffers) */
 } sarco_sw_params;
 
 #define SARCO_SW_MAX_STARTS 65536
@@ -50,21 +52,13 @@ SARCO_INTERNAL void sarco_sw_plan_free(sarco_sw_plan *plan);
 /* MONAI compute_importance_map for the plan's roi: w (roi...) in PyTorch layout. */
 SARCO_INTERNAL void sarco_sw_importance_map(const sarco_sw_params *p, const int64_t *roi, float *w);
 
-/* Receives finished rows [r0, r1) of the first spatial axis in image (unpadded) coordinates:
- * blend holds (cout, rows, padded1, padded2) sums of pred * w, cnt (rows, padded1, padded2) the
- * summed weights; the caller's sink crops axis 1 and 2 with plan->pad_lo. For nsp = 2 padded2
- * is 1. */
-typedef sarco_status (*sarco_sw_sink_fn)(void *user, const sarco_sw_plan *plan, int64_t cout, int64_t r0,
-                                         int64_t r1, const float *blend, const float *cnt, int64_t row_stride);
-
-/* The engine: x (cin, size...) of one image. Windows run in MONAI's order in batches of
- * p->sw_batch; rows of the first spatial axis that no later window touches go to `sink`, so it
- * holds cout x roi0 x padded1 x padded2 floats at most, never the whole output. */
-SARCO_INTERNAL sarco_status sarco_sw_run(sarco_context *ctx, const sarco_sw_params *p, int64_t cin, int64_t cout,
-                                         const int64_t *size, const float *x, sarco_sw_predict_fn predict,
-                                         void *predict_user, sarco_sw_sink_fn sink, void *sink_user);
-
-/* Full logits y (cout, size...) like MONAI sliding_window_inference for one image. */
+/* The engine, on x (cin, size...) of one image (host memory). Windows run in MONAI's order in
+ * batches of p->sw_batch and are blended on ctx's backend (a CPU backend of the call's own when ctx
+ * is NULL or has none): rows of the first spatial axis that no later window touches become labels
+ * or logits and are downloaded, so the backend holds cout x roi0 x padded1 x padded2 floats at
+ * most, never the whole output.
+ *
+ * Full logits y (cout, size...) like MONAI sliding_window_inference for one image. */
 SARCO_INTERNAL sarco_status sarco_sw_logits(sarco_context *ctx, const sarco_sw_params *p, int64_t cin, int64_t cout,
                                             const int64_t *size, const float *x, sarco_sw_predict_fn predict,
                                             void *predict_user, float *y);

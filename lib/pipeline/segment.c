@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "pipeline.h"
+#include "../nn/arch.h"
 
 void sarco_window_options_init(sarco_window_options *o) {
     if (!o) return;
@@ -96,13 +97,11 @@ typedef struct {
     int64_t cout;
 } model_pred;
 
+/* Tiles stay on the model's backend (sarco_sw_params.tiles_on_backend is set with this predictor). */
 static sarco_status model_predict(void *user, sarco_context *ctx, int nsp, const int64_t *tile_shape, const float *x,
                                   float *y) {
     model_pred *mp = user;
-    int64_t n = tile_shape[0];
-    int64_t count = n * mp->cout;
-    for (int i = 0; i < nsp; i++) count *= tile_shape[2 + i];
-    return sarco_model_forward(ctx, mp->model, 2 + nsp, tile_shape, x, y, (size_t)count);
+    return sarco_model_forward_be(ctx, mp->model, 2 + nsp, tile_shape, x, y);
 }
 
 /* The network's output channels for a tile; its spatial size must equal the tile's. */
@@ -184,6 +183,7 @@ sarco_status sarco_sliding_window(sarco_context *ctx, sarco_model *model, int nd
     s = setup(ctx, model, ndim - 2, opts, &cfg, &p);
     if (s != SARCO_OK) return s;
     model_pred mp = {model, oshape[1]};
+    p.tiles_on_backend = 1;
     /* batch items blend independently in MONAI too (windows of one item never touch another) */
     for (int64_t b = 0; b < in_shape[0] && s == SARCO_OK; b++)
         s = sarco_sw_logits(ctx, &p, in_shape[1], oshape[1], in_shape + 2, x + b * nimg_in, model_predict, &mp,
@@ -494,6 +494,7 @@ sarco_status sarco_segment(sarco_context *ctx, sarco_model *model, const sarco_i
     int64_t cout;
     s = model_channels(ctx, model, ct->ndim, 1, p.roi, &cout);
     model_pred mp = {model, cout};
+    p.tiles_on_backend = 1;
     if (s == SARCO_OK) s = sarco_segment_run(ctx, &cfg, &p, cout, model_predict, &mp, ct, labels, info);
     sarco_pipeline_config_free(&cfg);
     return s;

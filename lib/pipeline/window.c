@@ -5,13 +5,16 @@
  *
  * Memory: windows run with the first spatial axis outermost (MONAI's order), so once every
  * window starting at row s has run, rows < s are final. The engine keeps a slab of roi0 rows
- * (cout x roi0 x H x W floats plus the weight sums), hands finished rows to a sink and slides. */
+ * (cout x roi0 x H x W floats plus the weight sums), turns finished rows into labels or logits
+ * and slides. The slab, the tiles' outputs and the blend live on ctx's backend (the op table's
+ * window_accumulate and argmax_labels); only finished labels or logits are downloaded. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pipeline.h"
 #include "kernels/window_hd.h"
+#include "../ops/ops.h"
 
 void sarco_sw_plan_free(sarco_sw_plan *plan) {
     if (!plan) return;
@@ -132,26 +135,36 @@ void sarco_sw_importance_map(const sarco_sw_params *p, const int64_t *roi, float
 
 typedef struct sw_state {
     sarco_context *ctx;
+    sarco_backend *be;     /* ctx->be, or a CPU backend of this call's own (contexts without one) */
     const sarco_sw_params *p;
     sarco_sw_plan plan;
     int64_t cin, cout;
     int64_t tile;          /* roi0 * roi1 * roi2 */
     int64_t plane;         /* padded1 * padded2 */
     int64_t slab_rows;     /* roi0 */
+    int crop;              /* axes 1 or 2 are padded: outputs go through `stage` */
+    float *logits;         /* the output (cout, size...), or NULL */
+    uint16_t *labels;      /* the output (size...), or NULL */
+    /* backend buffers */
     float *acc;            /* (cout, slab_rows, padded1, padded2) */
     float *cnt;            /* (slab_rows, padded1, padded2) */
-    float *wmap;           /* (roi...) */
-    float *xt, *yt;        /* (batch, cin, roi...), (batch, cout, roi...) */
-    size_t acc_bytes, cnt_bytes, w_bytes, xt_bytes, yt_bytes;
+    float *wmap;           /* (roi...); NULL in constant mode */
+    float *xd, *yd;        /* (batch, cin, roi...), (batch, cout, roi...) */
+    void *outd;            /* one channel of logits or the labels of up to slab_rows rows */
+    size_t acc_bytes, cnt_bytes, w_bytes, xt_bytes, yt_bytes, out_bytes;
+    /* host buffers */
+    float *xt, *yt;        /* the predictor's tiles (yt only when it works on the host) */
+    void *stage;           /* outputs before the crop (crop only) */
     int64_t base;          /* padded row of slab row 0 */
 } sw_state;
 
 static void sw_free(sw_state *s) {
-    sarco_ctx_free(s->ctx, s->acc, s->acc_bytes);
-    sarco_ctx_free(s->ctx, s->cnt, s->cnt_bytes);
-    sarco_ctx_free(s->ctx, s->wmap, s->w_bytes);
+    void *dev[] = {s->acc, s->cnt, s->wmap, s->xd, s->yd, s->outd};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
+        if (dev[i]) s->be->ops->free(s->be, dev[i]);
     sarco_ctx_free(s->ctx, s->xt, s->xt_bytes);
     sarco_ctx_free(s->ctx, s->yt, s->yt_bytes);
+    sarco_ctx_free(s->ctx, s->stage, s->out_bytes);
     sarco_sw_plan_free(&s->plan);
 }
 
@@ -194,39 +207,39 @@ static void extract_tile(const sw_state *s, const float *x, const int64_t *st, f
     }
 }
 
-/* acc += y * w and cnt += w for one window (MONAI's per-window order). */
-static void accumulate(sw_state *s, const float *y, const int64_t *st) {
+/* Downloads rows (padded1, padded2) of `es`-byte elements from outd into dst (rows, size1, size2). */
+static sarco_status fetch_rows(sw_state *s, int64_t rows, size_t es, void *dst) {
     const sarco_sw_plan *pl = &s->plan;
-    const int64_t R0 = pl->roi[0], R1 = pl->roi[1], R2 = pl->roi[2];
-    const int64_t P1 = pl->padded[1], P2 = pl->padded[2];
-    const int64_t r_off = st[0] - s->base;
-    const int64_t chan = s->slab_rows * s->plane;
-    const float *w = s->wmap;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t c = 0; c < s->cout; c++)
-        for (int64_t i = 0; i < R0; i++) {
-            const float *yc = y + c * s->tile + i * R1 * R2;
-            float *ac = s->acc + c * chan + (r_off + i) * s->plane;
-            const float *wi = w + i * R1 * R2;
-            for (int64_t j = 0; j < R1; j++) {
-                float *arow = ac + (st[1] + j) * P2 + st[2];
-                const float *yrow = yc + j * R2;
-                const float *wrow = wi + j * R2;
-                for (int64_t k = 0; k < R2; k++) sarco_window_accumulate(&arow[k], yrow[k], wrow[k]);
-            }
-        }
-    (void)P1;
-    for (int64_t i = 0; i < R0; i++)
-        for (int64_t j = 0; j < R1; j++) {
-            float *crow = s->cnt + (r_off + i) * s->plane + (st[1] + j) * P2 + st[2];
-            const float *wrow = w + (i * R1 + j) * R2;
-            for (int64_t k = 0; k < R2; k++) crow[k] += wrow[k];
-        }
+    if (!s->crop) return s->be->ops->download(s->be, dst, s->outd, (size_t)(rows * s->plane) * es);
+    sarco_status st = s->be->ops->download(s->be, s->stage, s->outd, (size_t)(rows * s->plane) * es);
+    if (st != SARCO_OK) return st;
+    const int64_t S1 = pl->size[1], S2 = pl->size[2], P1 = pl->padded[1], P2 = pl->padded[2];
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < S1; j++)
+            memcpy((char *)dst + (size_t)((r * S1 + j) * S2) * es,
+                   (const char *)s->stage + (size_t)((r * P1 + j + pl->pad_lo[1]) * P2 + pl->pad_lo[2]) * es,
+                   (size_t)S2 * es);
+    return SARCO_OK;
 }
 
-/* Hands padded rows [base, upto) to the sink (only rows inside the image) and slides the slab. */
-static sarco_status flush_rows(sw_state *s, int64_t upto, sarco_sw_sink_fn sink, void *user) {
+/* Slab rows [n, slab_rows) of one channel move to the front, the rest is zeroed. A device copy may
+ * not overlap itself, so the move goes in pieces of at most n rows (in stream order). */
+static sarco_status slide(sw_state *s, float *chan, int64_t n) {
+    const sarco_backend_ops *o = s->be->ops;
+    int64_t keep = s->slab_rows - n;
+    sarco_status st = SARCO_OK;
+    for (int64_t r = 0; r < keep && st == SARCO_OK; r += n) {
+        int64_t len = keep - r < n ? keep - r : n;
+        st = o->copy(s->be, chan + r * s->plane, chan + (r + n) * s->plane, (size_t)(len * s->plane) * sizeof(float));
+    }
+    if (st == SARCO_OK) st = o->memset0(s->be, chan + keep * s->plane, (size_t)(n * s->plane) * sizeof(float));
+    return st;
+}
+
+/* Finishes padded rows [base, upto): labels or logits of the rows inside the image, then slides. */
+static sarco_status flush_rows(sw_state *s, int64_t upto) {
     const sarco_sw_plan *pl = &s->plan;
+    const sarco_backend_ops *o = s->be->ops;
     int64_t n = upto - s->base;
     if (n <= 0) return SARCO_OK;
     if (n > s->slab_rows) /* windows advance by at most roi0 rows; anything else is a bug */
@@ -235,44 +248,68 @@ static sarco_status flush_rows(sw_state *s, int64_t upto, sarco_sw_sink_fn sink,
     int64_t img_lo = pl->pad_lo[0], img_hi = pl->pad_lo[0] + pl->size[0];
     if (lo < img_lo) lo = img_lo;
     if (hi > img_hi) hi = img_hi;
-    const int64_t chan = s->slab_rows * s->plane;
+    const int64_t chan = s->slab_rows * s->plane, img_plane = pl->size[1] * pl->size[2];
+    sarco_status st = SARCO_OK;
     if (hi > lo) {
-        int64_t off = (lo - s->base) * s->plane;
-        sarco_status st = sink(user, pl, s->cout, lo - img_lo, hi - img_lo, s->acc + off, s->cnt + off, chan);
-        if (st != SARCO_OK) return st;
+        int64_t rows = hi - lo, off = (lo - s->base) * s->plane, r0 = lo - img_lo;
+        if (s->labels) {
+            st = o->argmax_labels(s->be, s->cout, rows * s->plane, chan, s->acc + off, s->cnt + off, 16, s->outd);
+            if (st == SARCO_OK) st = fetch_rows(s, rows, sizeof(uint16_t), s->labels + r0 * img_plane);
+        } else {
+            /* (rows, plane) so the CPU backend splits the division across its threads */
+            sarco_bcast_desc d = {2, {rows, s->plane}, {s->plane, 1}, {s->plane, 1}};
+            for (int64_t c = 0; c < s->cout && st == SARCO_OK; c++) {
+                st = o->binary(s->be, SARCO_BIN_DIV, &d, s->acc + c * chan + off, s->cnt + off, s->outd);
+                if (st == SARCO_OK)
+                    st = fetch_rows(s, rows, sizeof(float), s->logits + (c * pl->size[0] + r0) * img_plane);
+            }
+        }
     }
-    /* slide: keep rows [upto, base + slab_rows) at the front, zero the rest */
-    int64_t keep = s->slab_rows - n;
-    if (keep < 0) keep = 0;
-    for (int64_t c = 0; c < s->cout; c++) {
-        float *ac = s->acc + c * chan;
-        if (keep) memmove(ac, ac + n * s->plane, (size_t)(keep * s->plane) * sizeof(float));
-        memset(ac + keep * s->plane, 0, (size_t)((s->slab_rows - keep) * s->plane) * sizeof(float));
+    if (upto < pl->padded[0]) { /* after the last rows there is nothing left to slide */
+        for (int64_t c = 0; c < s->cout && st == SARCO_OK; c++) st = slide(s, s->acc + c * chan, n);
+        if (st == SARCO_OK) st = slide(s, s->cnt, n);
     }
-    if (keep) memmove(s->cnt, s->cnt + n * s->plane, (size_t)(keep * s->plane) * sizeof(float));
-    memset(s->cnt + keep * s->plane, 0, (size_t)((s->slab_rows - keep) * s->plane) * sizeof(float));
     s->base = upto;
-    return SARCO_OK;
+    return st;
 }
 
-sarco_status sarco_sw_run(sarco_context *ctx, const sarco_sw_params *p, int64_t cin, int64_t cout, const int64_t *size,
-                          const float *x, sarco_sw_predict_fn predict, void *predict_user, sarco_sw_sink_fn sink,
-                          void *sink_user) {
-    if (!p || !size || !x || !predict || !sink || cin < 1 || cout < 1 || cout > 65535)
+/* Allocation chains: each does nothing once *st holds an error. */
+static void *dev_alloc(sw_state *s, size_t bytes, sarco_status *st) {
+    void *p = NULL;
+    if (*st == SARCO_OK) *st = s->be->ops->alloc(s->be, bytes, &p);
+    return p;
+}
+
+static void *host_alloc(sw_state *s, size_t bytes, const char *what, sarco_status *st) {
+    void *p = NULL;
+    if (*st == SARCO_OK && !(p = sarco_ctx_malloc(s->ctx, bytes, what))) *st = SARCO_ERR_OUT_OF_MEMORY;
+    return p;
+}
+
+static sarco_status sw_run(sarco_context *ctx, const sarco_sw_params *p, int64_t cin, int64_t cout, const int64_t *size,
+                           const float *x, sarco_sw_predict_fn predict, void *predict_user, float *logits,
+                           uint16_t *labels) {
+    if (!p || !size || !x || !predict || cin < 1 || cout < 1 || cout > 65535)
         return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sliding window: bad arguments (cin %lld, cout %lld)",
                           (long long)cin, (long long)cout);
+    if (p->tiles_on_backend && !ctx->be)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sliding window: backend tiles without a backend");
     sw_state s;
     memset(&s, 0, sizeof s);
     s.ctx = ctx;
+    s.be = ctx->be;
     s.p = p;
     s.cin = cin;
     s.cout = cout;
+    s.logits = logits;
+    s.labels = labels;
     sarco_status st = sarco_sw_plan_make(ctx, p, size, &s.plan);
     if (st != SARCO_OK) return st;
     const sarco_sw_plan *pl = &s.plan;
     s.tile = pl->roi[0] * pl->roi[1] * pl->roi[2];
     s.plane = pl->padded[1] * pl->padded[2];
     s.slab_rows = pl->roi[0];
+    s.crop = pl->padded[1] != pl->size[1] || pl->padded[2] != pl->size[2];
     int64_t nb = p->sw_batch < pl->nwin ? p->sw_batch : pl->nwin;
     if (!bytes_of(cout * s.slab_rows, s.plane, 1, &s.acc_bytes) || !bytes_of(s.slab_rows, s.plane, 1, &s.cnt_bytes) ||
         !bytes_of(s.tile, 1, 1, &s.w_bytes) || !bytes_of(nb * cin, s.tile, 1, &s.xt_bytes) ||
@@ -280,119 +317,105 @@ sarco_status sarco_sw_run(sarco_context *ctx, const sarco_sw_params *p, int64_t 
         sw_free(&s);
         return sarco_fail(ctx, SARCO_ERR_LIMIT, "sliding window: buffer sizes overflow");
     }
-    s.acc = sarco_ctx_malloc(ctx, s.acc_bytes, "sliding window blend slab");
-    s.cnt = s.acc ? sarco_ctx_malloc(ctx, s.cnt_bytes, "sliding window weight slab") : NULL;
-    s.wmap = s.cnt ? sarco_ctx_malloc(ctx, s.w_bytes, "sliding window importance map") : NULL;
-    s.xt = s.wmap ? sarco_ctx_malloc(ctx, s.xt_bytes, "sliding window input tiles") : NULL;
-    s.yt = s.xt ? sarco_ctx_malloc(ctx, s.yt_bytes, "sliding window output tiles") : NULL;
-    if (!s.yt) {
-        sw_free(&s);
-        return SARCO_ERR_OUT_OF_MEMORY; /* the message is set by sarco_ctx_malloc */
+    s.out_bytes = s.cnt_bytes; /* one channel of rows: floats, or labels in half of it */
+    int gauss = p->mode == SARCO_SW_GAUSSIAN;
+    float *wh = NULL;
+    s.acc = dev_alloc(&s, s.acc_bytes, &st);
+    s.cnt = dev_alloc(&s, s.cnt_bytes, &st);
+    if (gauss) s.wmap = dev_alloc(&s, s.w_bytes, &st);
+    if (p->tiles_on_backend) s.xd = dev_alloc(&s, s.xt_bytes, &st);
+    s.yd = dev_alloc(&s, s.yt_bytes, &st);
+    s.outd = dev_alloc(&s, s.out_bytes, &st);
+    s.xt = host_alloc(&s, s.xt_bytes, "sliding window input tiles", &st);
+    if (!p->tiles_on_backend) s.yt = host_alloc(&s, s.yt_bytes, "sliding window output tiles", &st);
+    if (s.crop) s.stage = host_alloc(&s, s.out_bytes, "sliding window output rows", &st);
+    if (gauss) wh = host_alloc(&s, s.w_bytes, "sliding window importance map", &st);
+    if (st == SARCO_OK) st = s.be->ops->memset0(s.be, s.acc, s.acc_bytes);
+    if (st == SARCO_OK) st = s.be->ops->memset0(s.be, s.cnt, s.cnt_bytes);
+    if (st == SARCO_OK && gauss) { /* built on the host once, uploaded once */
+        sarco_sw_importance_map(p, pl->roi, wh);
+        st = s.be->ops->upload(s.be, s.wmap, wh, s.w_bytes);
     }
-    sarco_sw_importance_map(p, pl->roi, s.wmap);
+    sarco_ctx_free(ctx, wh, s.w_bytes);
+    if (st != SARCO_OK) {
+        sw_free(&s);
+        return st;
+    }
 
+    sarco_window_desc wd = {cout, {pl->roi[0], pl->roi[1], pl->roi[2]}, {s.slab_rows, pl->padded[1], pl->padded[2]},
+                            {0, 0, 0}};
     int64_t tile_shape[5] = {0, cin, pl->roi[0], pl->roi[1], pl->roi[2]};
     const int64_t n12 = pl->nstart[1] * pl->nstart[2];
     int64_t done = 0;
     st = sarco_progress(ctx, "windows", 0, pl->nwin);
     for (int64_t g = 0; g < pl->nstart[0] && st == SARCO_OK; g++) {
         int64_t s0 = pl->starts[0][g];
-        st = flush_rows(&s, s0, sink, sink_user);
+        st = flush_rows(&s, s0);
         /* the windows of this row group, in batches (batching does not change the sums) */
         for (int64_t w0 = 0; w0 < n12 && st == SARCO_OK; w0 += nb) {
             int64_t bn = n12 - w0 < nb ? n12 - w0 : nb;
-            int64_t stt[64][3];
-            int64_t (*starts)[3] = bn <= 64 ? stt : malloc((size_t)bn * sizeof *starts);
-            if (!starts) {
-                st = sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "sliding window: out of memory");
-                break;
-            }
             for (int64_t b = 0; b < bn; b++) {
                 int64_t w = w0 + b;
-                starts[b][0] = s0;
-                starts[b][1] = pl->starts[1][w / pl->nstart[2]];
-                starts[b][2] = pl->starts[2][w % pl->nstart[2]];
-                extract_tile(&s, x, starts[b], s.xt + b * cin * s.tile);
+                const int64_t stb[3] = {s0, pl->starts[1][w / pl->nstart[2]], pl->starts[2][w % pl->nstart[2]]};
+                extract_tile(&s, x, stb, s.xt + b * cin * s.tile);
             }
             tile_shape[0] = bn;
             if (p->nsp == 2) tile_shape[4] = 0;
-            st = predict(predict_user, ctx, p->nsp, tile_shape, s.xt, s.yt);
+            size_t ybytes = (size_t)(bn * cout * s.tile) * sizeof(float);
+            if (p->tiles_on_backend) {
+                st = s.be->ops->upload(s.be, s.xd, s.xt, (size_t)(bn * cin * s.tile) * sizeof(float));
+                if (st == SARCO_OK) st = predict(predict_user, ctx, p->nsp, tile_shape, s.xd, s.yd);
+            } else {
+                st = predict(predict_user, ctx, p->nsp, tile_shape, s.xt, s.yt);
+                if (st == SARCO_OK) st = s.be->ops->upload(s.be, s.yd, s.yt, ybytes);
+            }
+            for (int64_t b = 0; b < bn && st == SARCO_OK; b++) {
+                int64_t w = w0 + b;
+                wd.st[0] = s0 - s.base;
+                wd.st[1] = pl->starts[1][w / pl->nstart[2]];
+                wd.st[2] = pl->starts[2][w % pl->nstart[2]];
+                st = s.be->ops->window_accumulate(s.be, &wd, s.yd + b * cout * s.tile, s.wmap, s.acc, s.cnt);
+            }
             if (st == SARCO_OK) {
-                for (int64_t b = 0; b < bn; b++) accumulate(&s, s.yt + b * cout * s.tile, starts[b]);
                 done += bn;
                 st = sarco_progress(ctx, "windows", done, pl->nwin);
             }
-            if (starts != stt) free(starts);
         }
     }
-    if (st == SARCO_OK) st = flush_rows(&s, pl->padded[0], sink, sink_user);
+    if (st == SARCO_OK) st = flush_rows(&s, pl->padded[0]);
     sw_free(&s);
     return st;
 }
 
-/* ---- sinks -------------------------------------------------------------------------------- */
-
-typedef struct {
-    float *y;
-} logits_sink;
-
-static sarco_status sink_logits(void *user, const sarco_sw_plan *pl, int64_t cout, int64_t r0, int64_t r1,
-                                const float *blend, const float *cnt, int64_t chan) {
-    float *y = ((logits_sink *)user)->y;
-    const int64_t S0 = pl->size[0], S1 = pl->size[1], S2 = pl->size[2];
-    const int64_t P1 = pl->padded[1], P2 = pl->padded[2];
-    const int64_t o1 = pl->pad_lo[1], o2 = pl->pad_lo[2];
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t c = 0; c < cout; c++)
-        for (int64_t r = r0; r < r1; r++) {
-            const float *b = blend + c * chan + (r - r0) * P1 * P2;
-            const float *w = cnt + (r - r0) * P1 * P2;
-            float *yr = y + (c * S0 + r) * S1 * S2;
-            for (int64_t j = 0; j < S1; j++)
-                for (int64_t k = 0; k < S2; k++) {
-                    int64_t q = (j + o1) * P2 + (k + o2);
-                    yr[j * S2 + k] = b[q] / w[q];
-                }
-        }
-    return SARCO_OK;
+/* Runs sw_run on ctx's backend. Contexts without one (NULL, or the tests' bare ones) blend on a CPU
+ * backend made for the call, counted against ctx's memory limit. */
+static sarco_status sw_on_backend(sarco_context *ctx, const sarco_sw_params *p, int64_t cin, int64_t cout,
+                                  const int64_t *size, const float *x, sarco_sw_predict_fn predict, void *user,
+                                  float *logits, uint16_t *labels) {
+    if (ctx && ctx->be) return sw_run(ctx, p, cin, cout, size, x, predict, user, logits, labels);
+    sarco_context local;
+    memset(&local, 0, sizeof local);
+    sarco_context *c = ctx ? ctx : &local;
+    sarco_status st = sarco_backend_create_cpu(c, &c->be);
+    if (st == SARCO_OK) {
+        st = sw_run(c, p, cin, cout, size, x, predict, user, logits, labels);
+        c->be->ops->destroy(c->be);
+        c->be = NULL;
+    }
+    if (st != SARCO_OK && c == &local) sarco_fail(NULL, st, "%s", local.err); /* NULL ctx: logged only */
+    return st;
 }
 
 sarco_status sarco_sw_logits(sarco_context *ctx, const sarco_sw_params *p, int64_t cin, int64_t cout,
                              const int64_t *size, const float *x, sarco_sw_predict_fn predict, void *predict_user,
                              float *y) {
     if (!y) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sliding window: NULL output");
-    logits_sink ls = {y};
-    return sarco_sw_run(ctx, p, cin, cout, size, x, predict, predict_user, sink_logits, &ls);
-}
-
-typedef struct {
-    uint16_t *labels;
-} labels_sink;
-
-static sarco_status sink_labels(void *user, const sarco_sw_plan *pl, int64_t cout, int64_t r0, int64_t r1,
-                                const float *blend, const float *cnt, int64_t chan) {
-    uint16_t *lab = ((labels_sink *)user)->labels;
-    const int64_t S1 = pl->size[1], S2 = pl->size[2];
-    const int64_t P1 = pl->padded[1], P2 = pl->padded[2];
-    const int64_t o1 = pl->pad_lo[1], o2 = pl->pad_lo[2];
-#pragma omp parallel for schedule(static)
-    for (int64_t r = r0; r < r1; r++) {
-        const float *b = blend + (r - r0) * P1 * P2;
-        const float *w = cnt + (r - r0) * P1 * P2;
-        uint16_t *lr = lab + r * S1 * S2;
-        for (int64_t j = 0; j < S1; j++)
-            for (int64_t k = 0; k < S2; k++) {
-                int64_t q = (j + o1) * P2 + (k + o2);
-                lr[j * S2 + k] = sarco_argmax_div(b + q, cout, chan, w[q]);
-            }
-    }
-    return SARCO_OK;
+    return sw_on_backend(ctx, p, cin, cout, size, x, predict, predict_user, y, NULL);
 }
 
 sarco_status sarco_sw_labels(sarco_context *ctx, const sarco_sw_params *p, int64_t cin, int64_t cout,
                              const int64_t *size, const float *x, sarco_sw_predict_fn predict, void *predict_user,
                              uint16_t *labels) {
     if (!labels) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sliding window: NULL labels");
-    labels_sink ls = {labels};
-    return sarco_sw_run(ctx, p, cin, cout, size, x, predict, predict_user, sink_labels, &ls);
+    return sw_on_backend(ctx, p, cin, cout, size, x, predict, predict_user, NULL, labels);
 }

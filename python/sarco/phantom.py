@@ -54,9 +54,11 @@ _NT = 12
 _TISSUE_LABEL = np.array([0, 1, 2, 3, 4, 5, 6, 0, 0, 0, 7, 7], dtype=np.int64)
 _NL = len(CLASSES)
 
-# compartment seeds around the femur: angle (degrees; 0 = lateral, 90 = anterior) and fraction of
-# the femur-to-fascia distance, in CLASSES order 1..6
-_SEEDS = np.array([[95.0, 0.74], [12.0, 0.62], [82.0, 0.20], [148.0, 0.60], [218.0, 0.60], [292.0, 0.62]])
+# compartment seeds around the femur, in CLASSES order 1..6: angle (degrees; 0 = lateral, 90 =
+# anterior), fraction of the femur-to-fascia distance, power-diagram weight (in units of that
+# distance squared; larger = bigger cell)
+_SEEDS = np.array([[95.0, 0.74, 0.15], [12.0, 0.62, 0.0], [82.0, 0.20, 0.06], [148.0, 0.60, 0.0],
+                   [218.0, 0.60, 0.0], [292.0, 0.62, 0.0]])
 
 
 @dataclass
@@ -241,12 +243,13 @@ def _tissue(P, x, y, z):
     if m[0].size:
         pu, pv = u[m], v[m]
         pu, pv = pu + _eval_sines(P["warp_u"], pu, pv, dz), pv + _eval_sines(P["warp_v"], pu, pv, dz)
-        d2 = (pu[None, :] - su[:, None]) ** 2 + (pv[None, :] - sv[:, None]) ** 2  # (6, n)
+        wk = P["seeds"][:, 2] * (ra - R) ** 2
+        d2 = (pu[None, :] - su[:, None]) ** 2 + (pv[None, :] - sv[:, None]) ** 2 - wk[:, None]  # (6, n)
         order = np.argsort(d2, axis=0, kind="stable")
         k1, k2 = order[0], order[1]
         cols = np.arange(pu.size)
         sep = np.hypot(su[k1] - su[k2], sv[k1] - sv[k2])
-        db = (d2[k2, cols] - d2[k1, cols]) / (2.0 * sep)  # distance to the bisector
+        db = (d2[k2, cols] - d2[k1, cols]) / (2.0 * sep)  # distance to the radical axis
         t[m] = np.where(db < 0.5 * P["septum"], _SEPTUM, k1 + 1).astype(np.uint8)
     t[bone] = _CORTEX
     t[bone & (rf < R - P["cortex"] * scale)] = _MARROW
