@@ -6,9 +6,44 @@
 #ifndef SARCO_KERNELS_EDT_HD_H
 #define SARCO_KERNELS_EDT_HD_H
 
+#include <stddef.h>
+
 #include "hd.h"
 
 #define SARCO_EDT_INF INFINITY
+
+/* x * y rounded on its own: nvcc fuses `x * y + z` into one FMA (one rounding) where C11 on the CPU
+ * rounds twice, and the CPU and the GPU must give the same bits. */
+SARCO_HD double sarco_edt_mul_rn(double x, double y) {
+#if defined(__CUDA_ARCH__)
+    return __dmul_rn(x, y);
+#else
+    return x * y;
+#endif
+}
+
+/* Line l of the lines along an axis of n voxels with element stride S (the product of the faster
+ * axes' sizes) in a C-order volume: its first voxel. Lines l and l + 1 start at neighbouring voxels
+ * unless l + 1 crosses into the next slab, so one thread per line reads coalesced when S > 1. */
+SARCO_HD int64_t sarco_edt_line_start(int64_t l, int64_t n, int64_t S) { return l / S * n * S + l % S; }
+
+/* Whether the line of n voxels at m (stride S) holds a voxel with (m & bit) != 0. */
+SARCO_HD int sarco_edt_line_any(const uint8_t *m, int64_t n, int64_t S, uint8_t bit) {
+    for (int64_t q = 0; q < n; q++)
+        if (m[q * S] & bit) return 1;
+    return 0;
+}
+
+/* Envelope scratch of one line of n voxels (sarco_edt_line's fv, z and v), in one block of
+ * sarco_edt_scratch_bytes(n) bytes (a multiple of 16) starting at an 8-byte aligned p. */
+SARCO_HD size_t sarco_edt_scratch_bytes(int64_t n) {
+    return ((size_t)(2 * n + 1) * sizeof(double) + (size_t)n * sizeof(int32_t) + 15) & ~(size_t)15;
+}
+SARCO_HD void sarco_edt_scratch_split(void *p, int64_t n, int32_t **v, double **fv, double **z) {
+    *fv = (double *)p;
+    *z = *fv + n;
+    *v = (int32_t *)(*z + n + 1);
+}
 
 /* First pass: d[i * ds] = (s * |i - j|)^2 for the nearest j with (site[j * ss] & bit) != 0, or +inf
  * when the line holds no site. s2 = s * s, the squared spacing along the line. */
@@ -69,7 +104,7 @@ SARCO_HD void sarco_edt_line(int64_t n, double s2, const float *f, int64_t fs, f
     for (int64_t q = 0; q < n; q++) {
         while (z[j + 1] < (double)q) j++;
         double dq = (double)(q - v[j]);
-        d[q * ds] = (float)(s2 * dq * dq + fv[j]);
+        d[q * ds] = (float)(sarco_edt_mul_rn(s2 * dq, dq) + fv[j]);
     }
 }
 

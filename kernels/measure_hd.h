@@ -36,14 +36,19 @@ SARCO_HD int sarco_hu_window(float v) {
     return 0;
 }
 
-/* Adds one voxel of the label; v is its intensity (ignored when has_image is 0). */
+/* Adds one voxel of the label; v is its intensity (ignored when has_image is 0). The square is
+ * rounded before the add on the device too (nvcc would fuse them into one FMA). */
 SARCO_HD void sarco_hu_acc_add(sarco_hu_acc *a, int has_image, float v) {
     a->count++;
     if (!has_image || !isfinite(v)) return;
     double x = (double)v;
     a->finite++;
     a->sum += x;
+#if defined(__CUDA_ARCH__)
+    a->sumsq += __dmul_rn(x, x);
+#else
     a->sumsq += x * x;
+#endif
     if (x < a->min) a->min = x;
     if (x > a->max) a->max = x;
     int w = sarco_hu_window(v);
@@ -75,6 +80,19 @@ SARCO_HD void sarco_hu_acc_moments(const sarco_hu_acc *a, double *mean, double *
     double var = a->sumsq / n - m * m;
     *mean = m;
     *sd = var > 0.0 ? sqrt(var) : 0.0;
+}
+
+/* The voxels one GPU thread visits in label_stats: warp w of nw takes the chunks w, w + nw, ... of
+ * SARCO_STATS_CHUNK voxels, and its lane j visits voxel chunk * SARCO_STATS_CHUNK + j + 32 k for
+ * k = 0..SARCO_STATS_CHUNK / 32 - 1: each step of a warp reads 32 neighbouring voxels (coalesced)
+ * while a thread's successive voxels lie 32 apart, usually inside one label, so the thread can sum a
+ * run of them privately. The index of the thread's step-th voxel, or -1 once past n (after which
+ * every later step is past n too). */
+#define SARCO_STATS_CHUNK 512
+SARCO_HD int64_t sarco_stats_voxel(int64_t n, int64_t w, int64_t nw, int lane, int64_t step) {
+    const int64_t per = SARCO_STATS_CHUNK / 32;
+    int64_t i = (w + step / per * nw) * SARCO_STATS_CHUNK + lane + 32 * (step % per);
+    return i < n ? i : -1;
 }
 
 /* Surface voxel test for the mask (m[.] & bit): voxel i is in the mask and at least one of its

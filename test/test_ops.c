@@ -1543,9 +1543,9 @@ static void argmax_test(T *t, const char *label, int64_t c, int64_t count, int64
     double *ref = dalloc((size_t)count);
     const unsigned char *bytes = (const unsigned char *)raw;
     for (int64_t i = 0; i < count; i++) {
-        uint16_t v16;
-        memcpy(&v16, bytes + 2 * i, 2);
-        got[i] = bits == 8 ? (float)bytes[i] : (float)v16;
+        uint16_t v16 = bytes[i];
+        if (bits == 16) memcpy(&v16, bytes + 2 * i, 2);
+        got[i] = (float)v16;
         ref[i] = (double)ref_argmax(acc, cnt, c, chan, i);
     }
     const uint32_t fresh = FRESH_WORD; /* the bytes past the last label are untouched */

@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 from sarco import phantom  # noqa: E402
 
-ROI = (96, 96, 32)
+ROI = (96, 96, 16)
 KWARGS = {"in_channels": 1, "out_channels": len(phantom.CLASSES), "img_size": list(ROI), "feature_size": 8,
           "hidden_size": 64, "mlp_dim": 128, "num_heads": 4, "proj_type": "conv", "norm_name": "instance",
           "conv_block": True, "res_block": True, "dropout_rate": 0.0, "spatial_dims": 3, "qkv_bias": False}
@@ -46,7 +46,7 @@ CONFIG = {
     "description": "libsarco demonstration model: UNETR trained on synthetic thigh CT phantoms "
                    "(python/sarco/phantom.py). Not a clinical model; see weights/README.md.",
 }
-TRAIN_SEEDS = list(range(0, 32))
+TRAIN_SEEDS = list(range(0, 24))
 VAL_SEEDS = list(range(500, 504))
 OUT = os.path.join(ROOT, "weights", "demo_thigh_unetr.safetensors")
 
@@ -207,10 +207,10 @@ def train(data, steps, minutes, lr, batch, seed, log):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--minutes", type=float, default=22.0, help="training time budget (learning-rate schedule)")
+    ap.add_argument("--minutes", type=float, default=25.0, help="training time budget (learning-rate schedule)")
     ap.add_argument("--steps", type=int, default=0, help="a fixed number of steps instead of --minutes")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=OUT)

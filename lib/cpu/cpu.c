@@ -8,7 +8,9 @@
 #include "cpu.h"
 #include "kernels/act_hd.h"
 #include "kernels/blend_hd.h"
+#include "kernels/edt_hd.h"
 #include "kernels/layout_hd.h"
+#include "kernels/measure_hd.h"
 #include "kernels/norm_hd.h"
 #include "kernels/pool_hd.h"
 #include "kernels/softmax_hd.h"
@@ -476,6 +478,74 @@ static sarco_status cpu_argmax_labels(sarco_backend *be, int64_t c, int64_t coun
     return SARCO_OK;
 }
 
+/* ---- measurements ---------------------------------------------------------------------- */
+
+/* One EDT pass, one line per task through kernels/edt_hd.h, as on the GPU. (lib/measure keeps its
+ * own tiled loops for CPU contexts; this is the op table's reference.) */
+static sarco_status cpu_edt_axis(sarco_backend *be, const sarco_edt_desc *d, const uint8_t *sites, const uint8_t *query,
+                                 float *f) {
+    sarco_status s = sarco_edt_desc_check(be->ctx, d, sites != NULL);
+    if (s != SARCO_OK) return s;
+    if (!f) return BAD(be, "edt_axis: f is NULL");
+    int64_t S = 1;
+    for (int a = d->axis + 1; a < 3; a++) S *= d->dims[a];
+    const int64_t n = d->dims[d->axis], lines = d->dims[0] * d->dims[1] * d->dims[2] / n;
+    const double s2 = d->spacing * d->spacing;
+    const int T = sarco_cpu_of(be)->threads;
+    const size_t per = sarco_edt_scratch_bytes(n);
+    size_t bytes;
+    char *scr = NULL;
+    if (!sites) { /* envelope scratch per thread */
+        if (!sarco_mul_size(per, (size_t)T, &bytes) || !(scr = (char *)scratch(be, bytes / sizeof(double))))
+            return sarco_fail(be->ctx, SARCO_ERR_OUT_OF_MEMORY, "edt_axis: scratch for %d lines of %lld", T,
+                              (long long)n);
+    }
+#pragma omp parallel num_threads(T) if (lines * n >= SARCO_CPU_PAR_MIN)
+    {
+        int32_t *v = NULL;
+        double *fv = NULL, *z = NULL;
+        if (scr) sarco_edt_scratch_split(scr + per * (size_t)omp_get_thread_num(), n, &v, &fv, &z);
+#pragma omp for schedule(dynamic, 64)
+        for (int64_t l = 0; l < lines; l++) {
+            const int64_t b = sarco_edt_line_start(l, n, S);
+            if (query && !sarco_edt_line_any(query + b, n, S, d->query_bit)) continue;
+            if (sites)
+                sarco_edt_line_binary(n, s2, sites + b, S, d->site_bit, f + b, S);
+            else
+                sarco_edt_line(n, s2, f + b, S, f + b, S, v, fv, z);
+            if (d->take_sqrt)
+                for (int64_t q = 0; q < n; q++) f[b + q * S] = sqrtf(f[b + q * S]);
+        }
+    }
+    return SARCO_OK;
+}
+
+/* Per-thread tables over contiguous ranges, merged in thread order (as lib/measure/measure.c). */
+static sarco_status cpu_label_stats(sarco_backend *be, int64_t n, const uint16_t *labels, const float *image,
+                                    int64_t nlabels, sarco_hu_acc *acc) {
+    sarco_status s = sarco_label_stats_check(be->ctx, n, nlabels);
+    if (s != SARCO_OK) return s;
+    if (!acc || (n && !labels)) return BAD(be, "label_stats: NULL buffer");
+    const int T = sarco_cpu_of(be)->threads, has_image = image != NULL;
+    const size_t nl = (size_t)nlabels;
+    sarco_hu_acc *tabs = T > 1 ? malloc((size_t)(T - 1) * nl * sizeof *tabs) : NULL;
+    if (T > 1 && !tabs) return sarco_fail(be->ctx, SARCO_ERR_OUT_OF_MEMORY, "label_stats: %d tables", T);
+    int used = 1;
+#pragma omp parallel num_threads(T) if (n >= SARCO_CPU_PAR_MIN)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        sarco_hu_acc *mine = t ? tabs + (size_t)(t - 1) * nl : acc;
+        for (size_t l = 0; l < nl; l++) sarco_hu_acc_init(&mine[l]);
+        for (int64_t i = n * t / nt, end = n * (t + 1) / nt; i < end; i++)
+            if (labels[i] < nlabels) sarco_hu_acc_add(&mine[labels[i]], has_image, has_image ? image[i] : 0.0f);
+        if (t == 0) used = nt;
+    }
+    for (int t = 1; t < used; t++)
+        for (size_t l = 0; l < nl; l++) sarco_hu_acc_merge(&acc[l], &tabs[(size_t)(t - 1) * nl + l]);
+    free(tabs);
+    return SARCO_OK;
+}
+
 /* ---- the table ------------------------------------------------------------------------- */
 
 static void cpu_destroy(sarco_backend *be) {
@@ -521,6 +591,8 @@ static const sarco_backend_ops cpu_ops = {
     .pool = cpu_pool,
     .window_accumulate = cpu_window_accumulate,
     .argmax_labels = cpu_argmax_labels,
+    .edt_axis = cpu_edt_axis,
+    .label_stats = cpu_label_stats,
     .destroy = cpu_destroy,
 };
 

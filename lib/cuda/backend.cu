@@ -197,6 +197,8 @@ static const sarco_backend_ops cuda_ops = {
     .pool = sarco_cu_pool,
     .window_accumulate = sarco_cu_window_accumulate,
     .argmax_labels = sarco_cu_argmax_labels,
+    .edt_axis = sarco_cu_edt_axis,
+    .label_stats = sarco_cu_label_stats,
     .destroy = cu_destroy,
 };
 

@@ -127,5 +127,10 @@ SARCO_INTERNAL sarco_status sarco_cu_window_accumulate(sarco_backend *be, const 
                                                        const float *w, float *acc, float *cnt);
 SARCO_INTERNAL sarco_status sarco_cu_argmax_labels(sarco_backend *be, int64_t c, int64_t count, int64_t chan,
                                                    const float *acc, const float *cnt, int bits, void *labels);
+/* kernels/measure.cu */
+SARCO_INTERNAL sarco_status sarco_cu_edt_axis(sarco_backend *be, const sarco_edt_desc *d, const uint8_t *sites,
+                                              const uint8_t *query, float *f);
+SARCO_INTERNAL sarco_status sarco_cu_label_stats(sarco_backend *be, int64_t n, const uint16_t *labels,
+                                                 const float *image, int64_t nlabels, sarco_hu_acc *acc);
 
 #endif

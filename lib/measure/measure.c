@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ops/ops.h"
 #include "kernels/measure_hd.h"
 #include "measure.h"
 
@@ -15,6 +16,24 @@ static uint16_t max_label(const uint16_t *labels, int64_t n, int nt) {
     for (int64_t i = 0; i < n; i++)
         if (labels[i] > m) m = labels[i];
     return m;
+}
+
+/* acc[0..nl) (host) from the labels and image on dev: upload once, label_stats, download. Counts, min and
+ * max equal the CPU's; sums too for integer-valued images (else up to the summation order, ops.h). */
+static sarco_status stats_on_device(sarco_backend *dev, int64_t n, const uint16_t *labels, const float *image,
+                                    size_t nl, sarco_hu_acc *acc) {
+    void *dl = NULL, *di = NULL, *da = NULL;
+    sarco_status s = dev->ops->alloc(dev, (size_t)n * sizeof *labels, &dl);
+    if (s == SARCO_OK && image) s = dev->ops->alloc(dev, (size_t)n * sizeof *image, &di);
+    if (s == SARCO_OK) s = dev->ops->alloc(dev, nl * sizeof *acc, &da);
+    if (s == SARCO_OK) s = dev->ops->upload(dev, dl, labels, (size_t)n * sizeof *labels);
+    if (s == SARCO_OK && image) s = dev->ops->upload(dev, di, image, (size_t)n * sizeof *image);
+    if (s == SARCO_OK) s = dev->ops->label_stats(dev, n, dl, di, (int64_t)nl, da);
+    if (s == SARCO_OK) s = dev->ops->download(dev, acc, da, nl * sizeof *acc);
+    dev->ops->free(dev, da);
+    dev->ops->free(dev, di);
+    dev->ops->free(dev, dl);
+    return s;
 }
 
 sarco_status sarco_measure_labels(sarco_context *ctx, int ndim, const int64_t *dims, const double *spacing,
@@ -38,15 +57,24 @@ sarco_status sarco_measure_labels(sarco_context *ctx, int ndim, const int64_t *d
     sarco_hu_acc *acc = sarco_ctx_malloc(ctx, bytes, "measure accumulators");
     if (!acc) return SARCO_ERR_OUT_OF_MEMORY;
     const int has_image = image != NULL;
+    sarco_backend *dev = sarco_measure_device(ctx);
+    if (dev) {
+        s = stats_on_device(dev, n, labels, image, nl, acc);
+        if (s != SARCO_OK) {
+            sarco_ctx_free(ctx, acc, bytes);
+            return s;
+        }
+    } else {
 #pragma omp parallel num_threads(nt)
-    {
-        sarco_hu_acc *mine = acc + nl * (size_t)omp_get_thread_num();
-        for (size_t l = 0; l < nl; l++) sarco_hu_acc_init(&mine[l]);
+        {
+            sarco_hu_acc *mine = acc + nl * (size_t)omp_get_thread_num();
+            for (size_t l = 0; l < nl; l++) sarco_hu_acc_init(&mine[l]);
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < n; i++) sarco_hu_acc_add(&mine[labels[i]], has_image, has_image ? image[i] : 0.0f);
+            for (int64_t i = 0; i < n; i++) sarco_hu_acc_add(&mine[labels[i]], has_image, has_image ? image[i] : 0.0f);
+        }
+        for (int t = 1; t < nt; t++)
+            for (size_t l = 0; l < nl; l++) sarco_hu_acc_merge(&acc[l], &acc[(size_t)t * nl + l]);
     }
-    for (int t = 1; t < nt; t++)
-        for (size_t l = 0; l < nl; l++) sarco_hu_acc_merge(&acc[l], &acc[(size_t)t * nl + l]);
 
     size_t m = 0;
     if (which)

@@ -153,12 +153,15 @@ static sarco_status eval_surfaces(sarco_context *ctx, const eval_job *jb, uint16
     float *vals = dist ? sarco_ctx_malloc(ctx, vbytes, "evaluate surface distances") : NULL;
     int64_t *offs = vals ? sarco_ctx_malloc(ctx, obytes, "evaluate offsets") : NULL;
     if (offs) {
-        /* P's surface voxels -> nearest G surface voxel, then the other way */
-        s = sarco_edt_sq(ctx, ndim, bd, jb->spacing, surf, 2, surf, 1, dist);
+        /* P's surface voxels -> nearest G surface voxel, then the other way (on the GPU for CUDA contexts) */
+        sarco_edt_job ej;
+        s = sarco_edt_job_begin(&ej, ctx, ndim, bd, jb->spacing, surf, nbox);
+        if (s == SARCO_OK) s = sarco_edt_job_run(&ej, 2, 1, dist);
         if (s == SARCO_OK) {
             gather(surf, 1, dist, nbox, vals, offs, nt);
-            s = sarco_edt_sq(ctx, ndim, bd, jb->spacing, surf, 1, surf, 2, dist);
+            s = sarco_edt_job_run(&ej, 1, 2, dist);
         }
+        sarco_edt_job_end(&ej);
         if (s == SARCO_OK) {
             gather(surf, 2, dist, nbox, vals + sp, offs, nt);
             double mx1, sum1, p1, mx2, sum2, p2;

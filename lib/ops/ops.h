@@ -116,6 +116,26 @@ typedef struct sarco_window_desc {
     int64_t roi[3], slab[3], st[3];
 } sarco_window_desc;
 
+/* Measurements (lib/measure/). edt_axis: one separable pass of the exact squared distance transform
+ * (kernels/edt_hd.h) along `axis` of a C-order float volume f (D0, D1, D2), lines of dims[axis] voxels
+ * `spacing` mm apart. With sites (uint8, same shape): the first pass, f = squared distance (mm^2) to the
+ * nearest voxel of the line with (sites & site_bit) != 0, +inf where the line has none
+ * (sarco_edt_line_binary); without: the lower envelope f = min_j f[j] + spacing^2 (i - j)^2 in place
+ * (sarco_edt_line). query (optional, uint8): lines holding no voxel with (query & query_bit) != 0 may be
+ * skipped and left unspecified. take_sqrt: f gets the square root of the result (for the last pass).
+ * Running the passes in the same order gives the same bits on every backend. */
+typedef struct sarco_edt_desc {
+    int64_t dims[3];
+    int axis;
+    double spacing;
+    uint8_t site_bit, query_bit;
+    int take_sqrt;
+} sarco_edt_desc;
+/* label_stats' per-label accumulator, defined in kernels/measure_hd.h */
+typedef struct sarco_hu_acc sarco_hu_acc;
+SARCO_INTERNAL sarco_status sarco_edt_desc_check(sarco_context *ctx, const sarco_edt_desc *d, int has_sites);
+SARCO_INTERNAL sarco_status sarco_label_stats_check(sarco_context *ctx, int64_t n, int64_t nlabels);
+
 /* One backend's op table. `be` carries the backend's state (engine, streams, caches). */
 typedef struct sarco_backend_ops {
     const char *name; /* "cpu" or "cuda" */
@@ -193,6 +213,16 @@ typedef struct sarco_backend_ops {
     sarco_status (*argmax_labels)(sarco_backend *be, int64_t c, int64_t count, int64_t chan, const float *acc,
                                   const float *cnt, int bits, void *labels);
 
+    /* measurements (sarco_edt_desc above): sites, query and f are backend memory */
+    sarco_status (*edt_axis)(sarco_backend *be, const sarco_edt_desc *d, const uint8_t *sites, const uint8_t *query,
+                             float *f);
+    /* volume integration: acc[l] (nlabels entries, overwritten) = the sarco_hu_acc of the voxels i < n with
+     * labels[i] == l, with their intensities when image (n floats) is given; labels >= nlabels are left out.
+     * Counts, min and max are exact; the double sums are exact for integer-valued images (CT in HU) and
+     * otherwise depend on the summation order (threads, blocks, atomics) in the last bits. */
+    sarco_status (*label_stats)(sarco_backend *be, int64_t n, const uint16_t *labels, const float *image,
+                                int64_t nlabels, sarco_hu_acc *acc);
+
     void (*destroy)(sarco_backend *be);
 } sarco_backend_ops;
 
@@ -218,7 +248,7 @@ SARCO_INTERNAL sarco_status sarco_backend_create_cpu(sarco_context *ctx, sarco_b
 SARCO_INTERNAL sarco_status sarco_backend_open_cuda(sarco_context *ctx, sarco_backend **out);
 
 /* The entry point libsarco_cuda.so exports (the only symbol it exports besides sarco_cuda_abi). */
-#define SARCO_CUDA_ABI_VERSION 2 /* 2: window_accumulate, argmax_labels */
+#define SARCO_CUDA_ABI_VERSION 3 /* 2: window_accumulate, argmax_labels; 3: edt_axis, label_stats */
 typedef sarco_status (*sarco_cuda_create_fn)(sarco_context *ctx, sarco_backend **out, char *msg,
                                              size_t msg_size);
 

@@ -120,3 +120,28 @@ sarco_status sarco_argmax_check(sarco_context *ctx, int64_t c, int64_t count, in
                           (long long)count, (long long)chan);
     return SARCO_OK;
 }
+
+sarco_status sarco_edt_desc_check(sarco_context *ctx, const sarco_edt_desc *d, int has_sites) {
+    if (!d) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "edt_axis: desc is NULL");
+    for (int a = 0; a < 3; a++)
+        if (d->dims[a] < 1 || d->dims[a] > INT32_MAX)
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "edt_axis: dims[%d] is %lld, expected 1..2^31-1", a,
+                              (long long)d->dims[a]);
+    if (d->dims[0] > INT64_MAX / 16 / d->dims[1] / d->dims[2])
+        return sarco_fail(ctx, SARCO_ERR_LIMIT, "edt_axis: dims product overflows");
+    if (d->axis < 0 || d->axis > 2)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "edt_axis: axis is %d, expected 0..2", d->axis);
+    if (!(d->spacing > 0.0) || !isfinite(d->spacing))
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "edt_axis: spacing %g mm, expected finite and > 0",
+                          d->spacing);
+    if (has_sites && d->site_bit == 0)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "edt_axis: sites given with site_bit 0");
+    return SARCO_OK;
+}
+
+sarco_status sarco_label_stats_check(sarco_context *ctx, int64_t n, int64_t nlabels) {
+    if (n < 0 || nlabels < 1 || nlabels > 65536)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "label_stats: %lld voxels and %lld labels (need n >= 0, "
+                          "1..65536 labels)", (long long)n, (long long)nlabels);
+    return SARCO_OK;
+}

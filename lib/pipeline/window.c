@@ -292,8 +292,6 @@ static sarco_status sw_run(sarco_context *ctx, const sarco_sw_params *p, int64_t
     if (!p || !size || !x || !predict || cin < 1 || cout < 1 || cout > 65535)
         return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sliding window: bad arguments (cin %lld, cout %lld)",
                           (long long)cin, (long long)cout);
-    if (p->tiles_on_backend && !ctx->be)
-        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sliding window: backend tiles without a backend");
     sw_state s;
     memset(&s, 0, sizeof s);
     s.ctx = ctx;
@@ -393,6 +391,8 @@ static sarco_status sw_on_backend(sarco_context *ctx, const sarco_sw_params *p, 
                                   const int64_t *size, const float *x, sarco_sw_predict_fn predict, void *user,
                                   float *logits, uint16_t *labels) {
     if (ctx && ctx->be) return sw_run(ctx, p, cin, cout, size, x, predict, user, logits, labels);
+    if (p && p->tiles_on_backend)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sliding window: backend tiles but no backend");
     sarco_context local;
     memset(&local, 0, sizeof local);
     sarco_context *c = ctx ? ctx : &local;

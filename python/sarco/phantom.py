@@ -40,13 +40,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CLASSES", "MUSCLES", "GROUPS", "Phantom", "generate", "write_nifti", "gaussian_blur",
+__all__ = ["CLASSES", "MUSCLES", "GROUPS", "HELD_OUT", "Phantom", "generate", "write_nifti", "gaussian_blur",
            "voxel_volume_ml"]
 
 CLASSES = ["background", "rectus_femoris", "vastus_lateralis", "vastus_intermedius", "vastus_medialis",
            "adductors", "hamstrings", "femur"]
 MUSCLES = list(range(1, 7))
 GROUPS = {"quadriceps": [1, 2, 3, 4], "adductors": [5], "hamstrings": [6]}
+# The phantom `make demo` and test/python/test_demo.py use. Seeds below 1000 are reserved for
+# training and validating the demo model (tools/train_demo.py).
+HELD_OUT = {"seed": 1000, "shape": (192, 192, 48), "spacing": (0.8, 0.8, 2.5)}
 
 # tissue codes on the supersampled grid
 _AIR, _SKIN, _FAT, _SEPTUM, _CORTEX, _MARROW = 0, 7, 8, 9, 10, 11  # 1..6 are the muscles
