@@ -1,8 +1,11 @@
 /* Times every op of the CUDA backend at the shapes of a MONAI UNETR 96^3 tile, and a whole UNETR
- * forward (random weights, 30 classes), and prints achieved TFLOP/s and GB/s next to the device's
- * peaks. Without a device (or without libsarco_cuda.so) it prints "SKIP bench_cuda: <reason>".
+ * forward (random weights, 30 classes), and the measurement ops (exact EDT, volume integration) on a
+ * 512x512x300 volume, and prints achieved TFLOP/s and GB/s next to the device's peaks (the EDT's GB/s
+ * count the bytes each pass must move: sites read once, f read and written per pass; the envelope
+ * scratch traffic comes on top). Without a device (or without libsarco_cuda.so) it prints
+ * "SKIP bench_cuda: <reason>".
  *
- *   build-x/bench/bench_cuda [--iters N] [--no-model] [--tf32]
+ *   build-x/bench/bench_cuda [--iters N] [--no-model] [--tf32] [--measure-only]
  *   build-x/bench/bench_cuda --emit-keys IMG FS HIDDEN MLP HEADS IN OUT   (the model's tensor list; no GPU)
  *   build-x/bench/bench_cuda --cpu-model IMG FS HIDDEN MLP HEADS          (load + forward on the CPU; no GPU)
  *
@@ -27,8 +30,12 @@
 
 extern "C" {
 #include "lib/core/core.h"
+#include "lib/measure/measure.h"
 #include "lib/ops/ops.h"
 }
+#include <omp.h>
+
+#include "kernels/measure_hd.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -360,6 +367,132 @@ static void bench_ops(bench *b) {
     bench_simple(b, "copy 96^3x16 (device memcpy)", &a, (size_t)(S96 * 16), (size_t)(S96 * 16), 0, 8.0 * S96 * 16);
 }
 
+/* ---- measurements: exact EDT and volume integration on a 512x512x300 CT-sized volume ----------------- */
+
+typedef struct measure_arg {
+    int64_t dims[3];
+    double sp[3];
+    int axis;          /* edt: -1 = all passes (sarco_edt_sq_on), else that pass alone */
+    const uint8_t *sites;
+    float *f;
+    const uint16_t *labels;
+    const float *image;
+    sarco_hu_acc *acc;
+} measure_arg;
+
+static sarco_status run_edt(bench *b, void *arg) {
+    measure_arg *a = (measure_arg *)arg;
+    if (a->axis < 0) return sarco_edt_sq_on(b->be, 3, a->dims, a->sp, a->sites, 1, NULL, 0, 1, a->f);
+    sarco_edt_desc d;
+    memset(&d, 0, sizeof d);
+    for (int k = 0; k < 3; k++) d.dims[k] = a->dims[k];
+    d.axis = a->axis;
+    d.spacing = a->sp[a->axis];
+    d.site_bit = a->axis == 2 ? 1 : 0;
+    return b->be->ops->edt_axis(b->be, &d, a->axis == 2 ? a->sites : NULL, NULL, a->f);
+}
+
+static sarco_status run_stats(bench *b, void *arg) {
+    measure_arg *a = (measure_arg *)arg;
+    return b->be->ops->label_stats(b->be, a->dims[0] * a->dims[1] * a->dims[2], a->labels, a->image, 4, a->acc);
+}
+
+static void *dev_copy(bench *b, const void *host, size_t bytes) {
+    void *d = NULL;
+    if (b->be->ops->alloc(b->be, bytes, &d) != SARCO_OK || (host && b->be->ops->upload(b->be, d, host, bytes) != SARCO_OK)) {
+        fprintf(stderr, "bench: device buffer of %zu bytes: %s\n", bytes, sarco_last_error(b->ctx));
+        exit(1);
+    }
+    return d;
+}
+
+/* A thigh-like muscle ring through every slice (radii varying with z), 3 labels by angle, integer HU. */
+static void bench_measure(bench *b) {
+    measure_arg a;
+    memset(&a, 0, sizeof a);
+    const int64_t D = 300, H = 512, W = 512, n = D * H * W;
+    const double sp[3] = {1.5, 0.78, 0.78};
+    a.dims[0] = D, a.dims[1] = H, a.dims[2] = W;
+    memcpy(a.sp, sp, sizeof sp);
+    uint8_t *mask = (uint8_t *)malloc((size_t)n), *sites = (uint8_t *)malloc((size_t)n);
+    uint16_t *lab = (uint16_t *)malloc((size_t)n * 2);
+    float *hu = (float *)malloc((size_t)n * 4), *cpu = (float *)malloc((size_t)n * 4), *gpu = (float *)malloc((size_t)n * 4);
+    for (int64_t z = 0; z < D; z++) {
+        const double s = 1.0 + 0.06 * sin(6.2832 * (double)z / (double)D);
+        for (int64_t y = 0; y < H; y++)
+            for (int64_t x = 0; x < W; x++) {
+                const int64_t i = (z * H + y) * W + x;
+                const double u = (x - W / 2.0) / (0.44 * W * s), v = (y - H / 2.0) / (0.41 * H * s);
+                const double ui = (x - W / 2.0 - 10) / (0.17 * W * s), vi = (y - H / 2.0 + 5) / (0.15 * H * s);
+                mask[i] = u * u + v * v <= 1.0 && ui * ui + vi * vi > 1.0;
+                sites[i] = !mask[i];
+                lab[i] = mask[i] ? (uint16_t)(1 + (int)((atan2(v, u) + 3.1416) / 2.0944) % 3) : 0;
+                hu[i] = (float)((int)(urand() * 200.0f) + (mask[i] ? 40 : -100));
+            }
+    }
+    printf("\n-- measurements, 512x512x300 voxels at (1.5, 0.78, 0.78) mm --\n");
+    a.sites = (const uint8_t *)dev_copy(b, sites, (size_t)n);
+    a.f = (float *)dev_copy(b, NULL, (size_t)n * 4);
+    /* bytes each pass must move at least: pass 1 reads the sites and writes f, the others read and write f */
+    static const char *names[3] = {"edt pass axis 0 (300, envelope)", "edt pass axis 1 (512, envelope)",
+                                   "edt pass axis 2 (512, from sites)"};
+    for (int ax = 2; ax >= 0; ax--) {
+        a.axis = ax;
+        time_op(b, names[ax], run_edt, &a, 0, ax == 2 ? 5.0 * n : 8.0 * n);
+    }
+    a.axis = -1;
+    time_op(b, "edt 3 passes + sqrt (device)", run_edt, &a, 0, 21.0 * n);
+    /* the public call, host to host (uploads, passes, download), against the CPU loops */
+    const int64_t dims[3] = {D, H, W};
+    double t0 = now_s();
+    sarco_status s = sarco_edt(b->ctx, 3, dims, sp, mask, gpu);
+    double t1 = now_s();
+    s = s == SARCO_OK ? sarco_edt(NULL, 3, dims, sp, mask, cpu) : s;
+    double t2 = now_s();
+    if (s != SARCO_OK) {
+        printf("sarco_edt FAILED: %s\n", sarco_last_error(b->ctx));
+        b->failed = 1;
+    } else {
+        int same = memcmp(cpu, gpu, (size_t)n * 4) == 0;
+        printf("%-34s %9.3f ms host to host; CPU (%d threads) %.1f ms; results %s\n", "sarco_edt", (t1 - t0) * 1e3,
+               omp_get_max_threads(), (t2 - t1) * 1e3, same ? "identical" : "DIFFER");
+        b->failed |= !same;
+    }
+    a.labels = (const uint16_t *)dev_copy(b, lab, (size_t)n * 2);
+    a.image = (const float *)dev_copy(b, hu, (size_t)n * 4);
+    a.acc = (sarco_hu_acc *)dev_copy(b, NULL, 4 * sizeof(sarco_hu_acc));
+    time_op(b, "label_stats 4 labels + HU", run_stats, &a, 0, 6.0 * n);
+    sarco_label_measure *mg = NULL, *mc = NULL;
+    size_t cg = 0, cc = 0;
+    t0 = now_s();
+    s = sarco_measure_labels(b->ctx, 3, dims, sp, lab, hu, NULL, 0, &mg, &cg);
+    t1 = now_s();
+    s = s == SARCO_OK ? sarco_measure_labels(NULL, 3, dims, sp, lab, hu, NULL, 0, &mc, &cc) : s;
+    t2 = now_s();
+    if (s != SARCO_OK) {
+        printf("sarco_measure_labels FAILED: %s\n", sarco_last_error(b->ctx));
+        b->failed = 1;
+    } else {
+        int same = cg == cc && memcmp(mg, mc, cg * sizeof *mg) == 0;
+        printf("%-34s %9.3f ms host to host; CPU %.1f ms; results %s\n", "sarco_measure_labels", (t1 - t0) * 1e3,
+               (t2 - t1) * 1e3, same ? "identical" : "DIFFER");
+        b->failed |= !same;
+    }
+    sarco_label_measures_free(mg);
+    sarco_label_measures_free(mc);
+    b->be->ops->free(b->be, (void *)a.sites);
+    b->be->ops->free(b->be, a.f);
+    b->be->ops->free(b->be, (void *)a.labels);
+    b->be->ops->free(b->be, (void *)a.image);
+    b->be->ops->free(b->be, a.acc);
+    free(mask);
+    free(sites);
+    free(lab);
+    free(hu);
+    free(cpu);
+    free(gpu);
+}
+
 /* ---- a random-weight MONAI UNETR as a safetensors file ------------------------------------------ */
 
 typedef struct unetr_cfg {
@@ -602,7 +735,7 @@ static void point_at_plugin(void) {
 }
 
 int main(int argc, char **argv) {
-    int iters = 20, want_model = 1, tf32 = 0;
+    int iters = 20, want_model = 1, tf32 = 0, want_ops = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--emit-keys")) {
             unetr_cfg c;
@@ -634,6 +767,7 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-model")) want_model = 0;
+        else if (!strcmp(argv[i], "--measure-only")) want_ops = want_model = 0;
         else if (!strcmp(argv[i], "--tf32")) tf32 = 1;
     }
     if (iters < 1) iters = 1;
@@ -664,7 +798,8 @@ int main(int argc, char **argv) {
     printf("peaks from the device's attributes: FP32 %.1f TFLOP/s, TF32 (dense) %.1f TFLOP/s, memory %.0f GB/s\n",
            b.pk.fp32_tflops, b.pk.tf32_tflops, b.pk.mem_gbs);
     printf("precision: %s; %d timed runs per op\n", tf32 ? "TF32 (fast mode)" : "FP32 (exact mode)", iters);
-    bench_ops(&b);
+    if (want_ops) bench_ops(&b);
+    bench_measure(&b);
     if (want_model) {
         unetr_cfg c = {96, 16, 768, 3072, 12, 1, 30};
         double best, mean, fl = unetr_flops(&c);

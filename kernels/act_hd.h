@@ -35,8 +35,12 @@ SARCO_HD float sarco_hd_hardswish(float x) {
     return x * t / 6.0f;
 }
 
-/* Leaky ReLU with negative slope alpha (alpha = 0 is ReLU). */
-SARCO_HD float sarco_hd_leaky(float x, float alpha) { return x >= 0.0f ? x : alpha * x; }
+/* Leaky ReLU with negative slope alpha (alpha = 0 is ReLU). Both sides are computed so the choice is a
+ * select: a product only on one branch may not be speculated (it could trap), which keeps CPU loops scalar. */
+SARCO_HD float sarco_hd_leaky(float x, float alpha) {
+    const float neg = alpha * x;
+    return x >= 0.0f ? x : neg;
+}
 
 /* Applies activation `act` (a sarco_act value); alpha is the leaky slope, ignored otherwise. */
 SARCO_HD float sarco_hd_act(int act, float alpha, float x) {

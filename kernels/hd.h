@@ -9,6 +9,14 @@
 #define SARCO_HD static inline
 #endif
 
+/* Before a CPU loop whose iterations are independent (per-channel work along a row): asks for SIMD
+ * code whatever the optimisation level's cost model says; nothing under nvcc. */
+#if defined(_OPENMP) && !defined(__CUDACC__)
+#define SARCO_HD_SIMD _Pragma("omp simd")
+#else
+#define SARCO_HD_SIMD
+#endif
+
 #include <math.h>
 #include <stdint.h>
 

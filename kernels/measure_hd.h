@@ -83,15 +83,15 @@ SARCO_HD void sarco_hu_acc_moments(const sarco_hu_acc *a, double *mean, double *
 }
 
 /* The voxels one GPU thread visits in label_stats: warp w of nw takes the chunks w, w + nw, ... of
- * SARCO_STATS_CHUNK voxels, and its lane j visits voxel chunk * SARCO_STATS_CHUNK + j + 32 k for
- * k = 0..SARCO_STATS_CHUNK / 32 - 1: each step of a warp reads 32 neighbouring voxels (coalesced)
- * while a thread's successive voxels lie 32 apart, usually inside one label, so the thread can sum a
- * run of them privately. The index of the thread's step-th voxel, or -1 once past n (after which
- * every later step is past n too). */
+ * SARCO_STATS_CHUNK voxels, and its lane j visits the SARCO_STATS_CHUNK / 32 consecutive voxels from
+ * chunk * SARCO_STATS_CHUNK + j * SARCO_STATS_CHUNK / 32. A thread's run of one label is then long (it
+ * merges its private sums once per label change, not per voxel), and the warp as a whole reads each
+ * sector of its chunk once (the lanes' later loads hit L1). The index of the thread's step-th voxel, or
+ * -1 once past n (every later step is past n too). */
 #define SARCO_STATS_CHUNK 512
 SARCO_HD int64_t sarco_stats_voxel(int64_t n, int64_t w, int64_t nw, int lane, int64_t step) {
     const int64_t per = SARCO_STATS_CHUNK / 32;
-    int64_t i = (w + step / per * nw) * SARCO_STATS_CHUNK + lane + 32 * (step % per);
+    int64_t i = (w + step / per * nw) * SARCO_STATS_CHUNK + lane * per + step % per;
     return i < n ? i : -1;
 }
 

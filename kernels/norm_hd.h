@@ -99,6 +99,40 @@ SARCO_HD void sarco_hd_instnorm_sqdev_rows(const float *x, int64_t rows, int64_t
         }
 }
 
+/* Shift for sarco_hd_instnorm_moments_row: per channel, the mean of the first min(s, 64) rows of x (s, C).
+ * Any value works; one near the channel mean keeps the one-pass variance free of cancellation. */
+SARCO_HD void sarco_hd_instnorm_shift(const float *x, int64_t s, int64_t c, double *shift) {
+    const int64_t k = s < 64 ? s : 64;
+    for (int64_t ch = 0; ch < c; ch++) shift[ch] = 0.0;
+    for (int64_t r = 0; r < k; r++)
+        for (int64_t ch = 0; ch < c; ch++) shift[ch] += x[r * c + ch];
+    for (int64_t ch = 0; ch < c; ch++) shift[ch] /= (double)(k > 0 ? k : 1);
+}
+
+/* One row of x (C values) into one-pass channels-last statistics: sum[ch] += d, sumsq[ch] += d^2 with
+ * d = x - shift[ch], in double. var = sumsq/n - (sum/n)^2 then loses about (mean - shift)^2 / var times
+ * the double rounding of the sums (n 1e-16 at worst), which for a shift from the same channel's data is
+ * far below float resolution even at mean/std ~ 1e5; the per-channel adds are independent, so the loop
+ * vectorises. */
+SARCO_HD void sarco_hd_instnorm_moments_row(const float *x, int64_t c, const double *shift, double *sum,
+                                            double *sumsq) {
+    SARCO_HD_SIMD
+    for (int64_t ch = 0; ch < c; ch++) {
+        const double d = (double)x[ch] - shift[ch];
+        sum[ch] += d;
+        sumsq[ch] += d * d;
+    }
+}
+
+/* Mean and 1/std of one channel from `n` rows of shifted sums (sarco_hd_instnorm_moments_row). */
+SARCO_HD void sarco_hd_instnorm_finish(double sum, double sumsq, double shift, int64_t n, float eps, float *mean,
+                                       float *rstd) {
+    const double m = n > 0 ? sum / (double)n : 0.0;
+    const double var = n > 0 ? sumsq / (double)n - m * m : 0.0;
+    *mean = (float)(shift + m);
+    *rstd = sarco_hd_rstd((float)var, eps);
+}
+
 /* act(norm(x) g + b + r): one instance-norm output (r = 0 without residual). */
 SARCO_HD float sarco_hd_instnorm1(float x, float mean, float rstd, float g, float b, float r, int act, float alpha) {
     return sarco_hd_act(act, alpha, sarco_hd_norm1(x, mean, rstd, g, b) + r);

@@ -1,4 +1,4 @@
-/* Helpers of the measurement tests: a small .npy reader (little-endian, C order, u1/f4), a seeded
+/* Helpers of the measurement tests: a .npy reader for u1/f4 up to 3-D (testutil.h's), a seeded
  * random generator, an independent surface definition and brute-force surface distances. */
 #ifndef SARCO_TEST_MEASURE_TESTUTIL_H
 #define SARCO_TEST_MEASURE_TESTUTIL_H
@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "testutil.h"
 
 #define MDATA "test/data/measure/"
 
@@ -25,46 +27,8 @@ static inline double trng_uniform(trng *r) { return (double)(trng_next(r) >> 11)
 static inline int64_t trng_int(trng *r, int64_t n) { return (int64_t)(trng_uniform(r) * (double)n); }
 
 /* Loads an .npy file of dtype descr ("|u1" or "<f4"); returns malloc'ed data, shape in dims. */
-static void *npy_load(const char *path, const char *descr, int *ndim, int64_t dims[3]) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s (run from the repository root)\n", path);
-        return NULL;
-    }
-    unsigned char pre[10];
-    void *data = NULL;
-    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0 || pre[6] != 1) goto out;
-    size_t hl = (size_t)pre[8] | ((size_t)pre[9] << 8);
-    char hdr[1024];
-    if (hl >= sizeof hdr || fread(hdr, 1, hl, f) != hl) goto out;
-    hdr[hl] = '\0';
-    char want[64];
-    snprintf(want, sizeof want, "'descr': '%s'", descr);
-    if (!strstr(hdr, want) || !strstr(hdr, "'fortran_order': False")) goto out;
-    const char *sh = strstr(hdr, "'shape': (");
-    if (!sh) goto out;
-    sh += strlen("'shape': (");
-    *ndim = 0;
-    size_t n = 1;
-    while (*sh && *sh != ')' && *ndim < 3) {
-        char *end;
-        long long v = strtoll(sh, &end, 10);
-        if (end == sh) break;
-        dims[(*ndim)++] = v;
-        n *= (size_t)v;
-        sh = end;
-        while (*sh == ',' || *sh == ' ') sh++;
-    }
-    size_t es = strcmp(descr, "|u1") == 0 ? 1 : 4;
-    data = malloc(n * es);
-    if (data && fread(data, es, n, f) != n) {
-        free(data);
-        data = NULL;
-    }
-out:
-    fclose(f);
-    if (!data) fprintf(stderr, "%s: not a readable %s .npy\n", path, descr);
-    return data;
+static inline void *npy_load(const char *path, const char *descr, int *ndim, int64_t dims[3]) {
+    return tu_npy_read(path, descr, 3, ndim, dims);
 }
 
 /* Surface of (m[i] == v), written independently of the library: a voxel of the mask with a

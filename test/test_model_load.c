@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "lib/nn/arch.h"
+#include "testutil.h"
 
 typedef struct fixture {
     char dir[64];
@@ -22,27 +23,14 @@ typedef struct fixture {
 
 static int setup(void **state) {
     fixture *fx = calloc(1, sizeof *fx);
-    if (!fx) return -1;
-    snprintf(fx->dir, sizeof fx->dir, "/tmp/sarco_model_XXXXXX");
-    if (!mkdtemp(fx->dir)) return -1;
-    sarco_context_options o;
-    sarco_context_options_init(&o);
-    o.backend = SARCO_BACKEND_CPU;
-    char msg[256];
-    if (sarco_context_create_ex(&o, &fx->ctx, msg, sizeof msg) != SARCO_OK) {
-        fprintf(stderr, "context: %s\n", msg);
-        return -1;
-    }
+    if (!fx || tu_dir_and_ctx("model", fx->dir, sizeof fx->dir, &fx->ctx) != 0) return -1;
     *state = fx;
     return 0;
 }
 
 static int teardown(void **state) {
     fixture *fx = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", fx->dir);
-    sarco_context_free(fx->ctx);
+    tu_dir_and_ctx_free(fx->dir, fx->ctx);
     free(fx);
     return 0;
 }
@@ -63,16 +51,11 @@ static const char *write_model(const fixture *fx, const char *name, const char *
     char *text = json_dumps(h, JSON_COMPACT);
     json_decref(h);
     assert_non_null(text);
-    uint64_t n = strlen(text);
-    uint8_t len[8];
-    for (int i = 0; i < 8; i++) len[i] = (uint8_t)(n >> (8 * i));
     const float w[2] = {1.0f, -2.0f};
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(len, 1, 8, fp), 8);
-    assert_int_equal(fwrite(text, 1, n, fp), n);
-    assert_int_equal(fwrite(w, 1, sizeof w, fp), sizeof w);
-    assert_int_equal(fclose(fp), 0);
+    size_t size;
+    uint8_t *b = tu_st_bytes(text, w, sizeof w, &size);
+    tu_spit(path, b, size);
+    free(b);
     free(text);
     return path;
 }
@@ -159,10 +142,7 @@ static void test_missing_and_bad_files(void **state) {
     expect_fail(fx, fx->dir, SARCO_ERR_IO, "not a regular file");
     /* a file that is not safetensors at all: the reader's message, still naming the file */
     snprintf(path, sizeof path, "%s/garbage.safetensors", fx->dir);
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    fputs("this is not a model", fp);
-    fclose(fp);
+    tu_spit(path, "this is not a model", strlen("this is not a model"));
     expect_fail(fx, path, SARCO_ERR_LIMIT, "100 MB");
     expect_fail(fx, "test/data/safetensors/duplicate_key.safetensors", SARCO_ERR_BAD_FORMAT, "duplicate object key");
 }

@@ -20,36 +20,11 @@
 #include <nifti1.h>
 
 #include "lib/io/imageio.h"
+#include "testutil.h"
 
 #define NDIR "test/data/nifti/"
 
 static char g_tmp[64];
-
-static sarco_context *new_ctx(size_t memory_limit) {
-    sarco_context_options o;
-    sarco_context_options_init(&o);
-    o.backend = SARCO_BACKEND_CPU;
-    o.memory_limit = memory_limit;
-    sarco_context *ctx = NULL;
-    char msg[256];
-    if (sarco_context_create_ex(&o, &ctx, msg, sizeof msg) != SARCO_OK) fail_msg("context: %s", msg);
-    return ctx;
-}
-
-static uint8_t *slurp(const char *path, size_t *size) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) fail_msg("cannot open %s (run the test from the repository root)", path);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    fclose(fp);
-    buf[n] = 0;
-    *size = (size_t)n;
-    return buf;
-}
 
 /* the whole inflated content of a plain or gzip file (zlib's gz* read both) */
 static uint8_t *inflate_file(const char *path, size_t *size) {
@@ -66,49 +41,6 @@ static uint8_t *inflate_file(const char *path, size_t *size) {
     gzclose(g);
     *size = n;
     return buf;
-}
-
-/* ---- tables ---- */
-
-#define MAXF 16
-typedef struct row {
-    char *f[MAXF];
-    int n;
-} row;
-
-static row *read_tsv(const char *path, size_t *count, char **keep) {
-    size_t size;
-    char *text = (char *)slurp(path, &size);
-    row *rows = calloc(1024, sizeof *rows);
-    size_t n = 0;
-    char *save = text, *line;
-    while ((line = strsep(&save, "\n")) != NULL) {
-        if (!*line || *line == '#') continue;
-        assert_true(n < 1024);
-        row *r = &rows[n++];
-        char *cur = line, *field;
-        while ((field = strsep(&cur, "\t")) != NULL && r->n < MAXF) r->f[r->n++] = field;
-    }
-    *count = n;
-    *keep = text;
-    return rows;
-}
-
-static sarco_status status_named(const char *name) {
-    static const struct {
-        const char *name;
-        sarco_status s;
-    } t[] = {{"SARCO_OK", SARCO_OK},
-             {"SARCO_ERR_INVALID_ARGUMENT", SARCO_ERR_INVALID_ARGUMENT},
-             {"SARCO_ERR_OUT_OF_MEMORY", SARCO_ERR_OUT_OF_MEMORY},
-             {"SARCO_ERR_IO", SARCO_ERR_IO},
-             {"SARCO_ERR_BAD_FORMAT", SARCO_ERR_BAD_FORMAT},
-             {"SARCO_ERR_UNSUPPORTED", SARCO_ERR_UNSUPPORTED},
-             {"SARCO_ERR_LIMIT", SARCO_ERR_LIMIT}};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-        if (strcmp(t[i].name, name) == 0) return t[i].s;
-    fail_msg("manifest: unknown status %s", name);
-    return SARCO_ERR_INTERNAL;
 }
 
 static int parse_list(const char *s, double *out, int max) {
@@ -137,38 +69,14 @@ static int count_entries(const char *dir, const char *containing) {
     return n;
 }
 
-static void clear_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            clear_dir(p);
-            rmdir(p);
-        } else {
-            unlink(p);
-        }
-    }
-    closedir(d);
-}
-
 static int setup(void **state) {
     (void)state;
-    /* tmpfs when there is one: every write fsyncs */
-    struct stat sb;
-    snprintf(g_tmp, sizeof g_tmp, "%s/sarco-test-nifti-XXXXXX",
-             stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    return mkdtemp(g_tmp) ? 0 : -1;
+    return tu_tmpdir(g_tmp, sizeof g_tmp, "nifti");
 }
 
 static int teardown(void **state) {
     (void)state;
-    clear_dir(g_tmp);
-    rmdir(g_tmp);
+    tu_remove_tree(g_tmp);
     return 0;
 }
 
@@ -204,45 +112,19 @@ static int64_t nvox(const sarco_image *img) { return img->dims[0] * img->dims[1]
 
 static void test_manifest(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     size_t n;
     char *keep;
-    row *rows = read_tsv(NDIR "manifest.tsv", &n, &keep);
+    tu_row *rows = tu_read_tsv(NDIR "manifest.tsv", &n, &keep);
     assert_true(n > 100);
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        char path[512];
-        snprintf(path, sizeof path, NDIR "%s", rows[i].f[0]);
-        const char *api = rows[i].f[1];
-        sarco_status want = status_named(rows[i].f[2]);
-        sarco_image *img = NULL;
-        uint16_t *labels = NULL;
-        sarco_status got = strcmp(api, "labels") == 0 ? sarco_labels_read(ctx, path, &labels, &img)
-                                                      : sarco_image_read(ctx, path, &img);
-        if (got != want) {
-            print_error("%s: status %s, expected %s (%s)\n", rows[i].f[0], sarco_status_string(got),
-                        sarco_status_string(want), sarco_last_error(ctx));
-            bad++;
-        } else if (want != SARCO_OK) {
-            if (!strstr(sarco_last_error(ctx), rows[i].f[3])) {
-                print_error("%s: message \"%s\" lacks \"%s\"\n", rows[i].f[0], sarco_last_error(ctx), rows[i].f[3]);
-                bad++;
-            }
-            if (img || labels) {
-                print_error("%s: failed but returned something\n", rows[i].f[0]);
-                bad++;
-            }
-        }
-        sarco_image_free(img);
-        sarco_labels_free(labels);
-    }
+    int bad = tu_image_manifest_errors(ctx, NDIR, rows, n);
     free(rows);
     free(keep);
     sarco_context_free(ctx);
     assert_int_equal(bad, 0);
 }
 
-static void check_expected_row(sarco_context *ctx, row *r) {
+static void check_expected_row(sarco_context *ctx, tu_row *r) {
     const char *name = r->f[0], *api = r->f[1];
     char path[512], dpath[512];
     snprintf(path, sizeof path, NDIR "%s", name);
@@ -283,22 +165,18 @@ static void check_expected_row(sarco_context *ctx, row *r) {
     assert_int_equal(img->nifti.qform_code, (int)hdr[2]);
     assert_int_equal(img->nifti.sform_code, (int)hdr[3]);
     size_t size;
-    uint8_t *want = slurp(dpath, &size);
+    uint8_t *want = tu_slurp(dpath, &size);
     if (is_labels) {
         assert_null(img->data);
         assert_int_equal(size, (size_t)nvox(img) * 2);
         for (int64_t i = 0; i < nvox(img); i++) {
-            uint16_t w = (uint16_t)(want[2 * i] | want[2 * i + 1] << 8);
+            uint16_t w = tu_le_u16(want + 2 * i);
             if (labels[i] != w) fail_msg("%s: label %lld is %u, expected %u", name, (long long)i, labels[i], w);
         }
     } else {
         assert_int_equal(size, (size_t)nvox(img) * 4);
         float *w = malloc(size);
-        for (size_t i = 0; i < size / 4; i++) {
-            uint32_t u = (uint32_t)want[4 * i] | (uint32_t)want[4 * i + 1] << 8 | (uint32_t)want[4 * i + 2] << 16 |
-                         (uint32_t)want[4 * i + 3] << 24;
-            memcpy(&w[i], &u, 4);
-        }
+        for (size_t i = 0; i < size / 4; i++) w[i] = tu_le_f32(want + 4 * i);
         assert_same_floats(img->data, w, size / 4, name);
         free(w);
     }
@@ -309,10 +187,10 @@ static void check_expected_row(sarco_context *ctx, row *r) {
 
 static void test_expected(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     size_t n;
     char *keep;
-    row *rows = read_tsv(NDIR "expected.tsv", &n, &keep);
+    tu_row *rows = tu_read_tsv(NDIR "expected.tsv", &n, &keep);
     int checked = 0, nib = 0;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(rows[i].f[1], "written") == 0) continue;
@@ -332,10 +210,10 @@ static void test_expected(void **state) {
  * did, and writing the source again now gives the same bytes. */
 static void test_written_files(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     size_t n;
     char *keep;
-    row *rows = read_tsv(NDIR "expected.tsv", &n, &keep);
+    tu_row *rows = tu_read_tsv(NDIR "expected.tsv", &n, &keep);
     int seen = 0;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(rows[i].f[1], "written") != 0) continue;
@@ -361,8 +239,8 @@ static void test_written_files(void **state) {
         free(x);
         free(y);
         if (!strstr(wpath, ".gz")) { /* plain: byte for byte */
-            x = slurp(wpath, &a);
-            y = slurp(again, &b);
+            x = tu_slurp(wpath, &a);
+            y = tu_slurp(again, &b);
             assert_int_equal(a, b);
             assert_memory_equal(x, y, a);
             free(x);
@@ -389,10 +267,10 @@ static void test_written_files(void **state) {
 /* read -> write (.nii and .nii.gz) -> read: identical voxels and header geometry, for every good file */
 static void test_roundtrip(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     size_t n;
     char *keep;
-    row *rows = read_tsv(NDIR "expected.tsv", &n, &keep);
+    tu_row *rows = tu_read_tsv(NDIR "expected.tsv", &n, &keep);
     int done = 0;
     for (size_t i = 0; i < n; i++) {
         const char *name = rows[i].f[0];
@@ -442,7 +320,7 @@ static void test_roundtrip(void **state) {
 /* An image that never was NIfTI: written from its affine, read back within float32 precision. */
 static void test_write_from_affine(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     int64_t dims[3] = {7, 6, 5};
     double sp[3] = {0.75, 0.5, 3.0};
     sarco_image *img;
@@ -505,16 +383,11 @@ static void test_write_from_affine(void **state) {
     sarco_context_free(ctx);
 }
 
-static void write_marker(const char *path) {
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    fputs("previous content", fp);
-    fclose(fp);
-}
+static void write_marker(const char *path) { tu_spit(path, "previous content", 16); }
 
 static void assert_marker(const char *path) {
     size_t n;
-    uint8_t *b = slurp(path, &n);
+    uint8_t *b = tu_slurp(path, &n);
     assert_int_equal(n, 16);
     assert_memory_equal(b, "previous content", 16);
     free(b);
@@ -523,7 +396,7 @@ static void assert_marker(const char *path) {
 /* Failures at every stage leave no temporary file and the old target untouched. */
 static void test_atomic_write(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     sarco_image *img;
     assert_int_equal(sarco_image_read(ctx, NDIR "good_n1_be_int16.nii", &img), SARCO_OK);
     char out[512];
@@ -585,7 +458,7 @@ static void test_atomic_write(void **state) {
 
 static void test_labels_write_checks(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     int64_t dims[3] = {4, 3, 2};
     double sp[3] = {1, 1, 1};
     sarco_image *g;
@@ -626,7 +499,7 @@ static void test_labels_write_checks(void **state) {
 
 static void test_arguments_and_files(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     sarco_image *img = (sarco_image *)1;
     uint16_t *l = (uint16_t *)1;
     assert_int_equal(sarco_image_read(ctx, NULL, &img), SARCO_ERR_INVALID_ARGUMENT);
@@ -646,7 +519,7 @@ static void test_arguments_and_files(void **state) {
     sarco_labels_free(NULL);
 
     /* memory limit: refused before allocating */
-    sarco_context *small = new_ctx(64);
+    sarco_context *small = tu_new_ctx(64);
     assert_int_equal(sarco_image_read(small, NDIR "good_n1_le_float32.nii", &img), SARCO_ERR_OUT_OF_MEMORY);
     assert_null(img);
     assert_int_equal(sarco_labels_read(small, NDIR "lab_n1_uint8.nii.gz", &l, &img), SARCO_ERR_OUT_OF_MEMORY);
@@ -665,28 +538,10 @@ static int cancel_cb(void *user, const char *stage, int64_t done, int64_t total)
     return 1;
 }
 
-typedef struct logbuf {
-    char text[4096];
-} logbuf;
-
-static void log_cb(void *user, sarco_log_level level, const char *msg) {
-    logbuf *b = user;
-    if (level <= SARCO_LOG_WARN) {
-        strncat(b->text, msg, sizeof b->text - strlen(b->text) - 2);
-        strcat(b->text, "\n");
-    }
-}
-
 static void test_progress_and_warnings(void **state) {
     (void)state;
-    sarco_context_options o;
-    sarco_context_options_init(&o);
-    o.backend = SARCO_BACKEND_CPU;
-    logbuf lb = {{0}};
-    o.log = log_cb;
-    o.log_user = &lb;
-    sarco_context *ctx;
-    assert_int_equal(sarco_context_create(&o, &ctx), SARCO_OK);
+    tu_logbuf lb = {{0}};
+    sarco_context *ctx = tu_new_logged_ctx(&lb);
     int calls = 0;
     sarco_context_set_progress(ctx, cancel_cb, &calls);
     sarco_image *img;
@@ -711,7 +566,7 @@ static void test_progress_and_warnings(void **state) {
 
 static void test_image_helpers(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     sarco_image *src, *like, *other;
     assert_int_equal(sarco_image_read(ctx, NDIR "good_qform_only.nii", &src), SARCO_OK);
     assert_int_equal(sarco_image_like(ctx, src, &like), SARCO_OK);
@@ -764,7 +619,7 @@ static void test_image_helpers(void **state) {
  * never a crash (ASan run) and never a partial success with a wrong size. */
 static void test_truncation_and_flips(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     const char *files[] = {NDIR "good_n1_be_int8.nii.gz", NDIR "good_n2_le_float64.nii", NDIR "good_extension.nii"};
     char out[512];
     tmp_path(out, sizeof out, "mut.nii");
@@ -772,12 +627,10 @@ static void test_truncation_and_flips(void **state) {
     tmp_path(outgz, sizeof outgz, "mut.nii.gz");
     for (size_t f = 0; f < 3; f++) {
         size_t n;
-        uint8_t *b = slurp(files[f], &n);
+        uint8_t *b = tu_slurp(files[f], &n);
         const char *dst = strstr(files[f], ".gz") ? outgz : out;
         for (size_t cut = 0; cut < n; cut += (cut < 600 ? 1 : 7)) {
-            FILE *fp = fopen(dst, "wb");
-            fwrite(b, 1, cut, fp);
-            fclose(fp);
+            tu_spit(dst, b, cut);
             sarco_image *img = NULL;
             sarco_status s = sarco_image_read(ctx, dst, &img);
             if (s == SARCO_OK) fail_msg("%s cut at %zu was accepted", files[f], cut);
@@ -786,9 +639,7 @@ static void test_truncation_and_flips(void **state) {
         for (size_t pos = 0; pos < (n < 700 ? n : 700); pos++) {
             uint8_t save = b[pos];
             b[pos] ^= (uint8_t)(1u << (pos % 8));
-            FILE *fp = fopen(dst, "wb");
-            fwrite(b, 1, n, fp);
-            fclose(fp);
+            tu_spit(dst, b, n);
             b[pos] = save;
             sarco_image *img = NULL;
             if (sarco_image_read(ctx, dst, &img) == SARCO_OK) {

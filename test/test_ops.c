@@ -1615,7 +1615,8 @@ static void test_table(void **state) {
                          (const void *)o->binary, (const void *)o->softmax, (const void *)o->concat,
                          (const void *)o->to_cl, (const void *)o->from_cl, (const void *)o->patchify,
                          (const void *)o->unpatchify, (const void *)o->pool, (const void *)o->window_accumulate,
-                         (const void *)o->argmax_labels, (const void *)o->destroy};
+                         (const void *)o->argmax_labels, (const void *)o->edt_axis, (const void *)o->label_stats,
+                         (const void *)o->destroy};
     for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
         if (!fns[i]) fail_msg("%s: op table entry %zu is NULL", o->name, i);
     assert_ptr_equal(t->be->ctx, t->ctx);

@@ -22,53 +22,15 @@
 
 #include "kernels/window_hd.h"
 #include "lib/pipeline/pipeline.h"
+#include "testutil.h"
 
 #define PDATA "test/data/pipeline/"
 
-/* ---- .npy reader: little-endian, C order, <f4 <f8 <u2 <i2 <i8, up to 5 dims ---------------- */
-
+/* test/data/pipeline/<name>.npy: little-endian, C order, up to 5 dims */
 static void *npy_read(const char *name, const char *descr, int *ndim, int64_t *dims) {
     char path[256];
     snprintf(path, sizeof path, PDATA "%s.npy", name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s (run from the repository root)\n", path);
-        return NULL;
-    }
-    unsigned char pre[10];
-    void *data = NULL;
-    char hdr[1024];
-    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0 || pre[6] != 1) goto out;
-    size_t hl = (size_t)pre[8] | ((size_t)pre[9] << 8);
-    if (hl >= sizeof hdr || fread(hdr, 1, hl, f) != hl) goto out;
-    hdr[hl] = '\0';
-    char want[64];
-    snprintf(want, sizeof want, "'descr': '%s'", descr);
-    if (!strstr(hdr, want) || !strstr(hdr, "'fortran_order': False")) goto out;
-    const char *sh = strstr(hdr, "'shape': (");
-    if (!sh) goto out;
-    sh += strlen("'shape': (");
-    *ndim = 0;
-    size_t n = 1;
-    while (*sh && *sh != ')' && *ndim < 5) {
-        char *end;
-        long long v = strtoll(sh, &end, 10);
-        if (end == sh) break;
-        dims[(*ndim)++] = v;
-        n *= (size_t)v;
-        sh = end;
-        while (*sh == ',' || *sh == ' ') sh++;
-    }
-    size_t es = descr[2] == '8' ? 8 : descr[2] == '4' ? 4 : 2;
-    data = malloc(n * es);
-    if (data && fread(data, es, n, f) != n) {
-        free(data);
-        data = NULL;
-    }
-out:
-    fclose(f);
-    if (!data) fprintf(stderr, "%s: not a readable %s array\n", path, descr);
-    return data;
+    return tu_npy_read(path, descr, 5, ndim, dims);
 }
 
 /* ---- the predictor ---------------------------------------------------------------------------- */
@@ -260,6 +222,17 @@ static void test_window_plan(void **state) {
     assert_int_equal(sarco_sw_plan_make(NULL, &p, size, &pl), SARCO_ERR_INVALID_ARGUMENT);
 }
 
+/* the Gaussian importance of voxel (i, j, k) in double, before the floor */
+static double gauss_ref(const sarco_sw_params *p, const int64_t roi[3], int i, int j, int k) {
+    double g = 1;
+    const int idx[3] = {i, j, k};
+    for (int a = 0; a < 3; a++) {
+        double xx = idx[a] - (roi[a] - 1) / 2.0, s = p->sigma_scale[a] * (double)roi[a];
+        g *= exp(-xx * xx / (2 * s * s));
+    }
+    return g;
+}
+
 static void test_importance_map(void **state) {
     (void)state;
     /* the Gaussian map against the formula in double: exp(-((i-(n-1)/2)^2) / (2 (s n)^2)) products */
@@ -278,26 +251,14 @@ static void test_importance_map(void **state) {
     for (int i = 0; i < 20; i++)
         for (int j = 0; j < 13; j++)
             for (int k = 0; k < 8; k++) {
-                double g = 1;
-                const int idx[3] = {i, j, k};
-                for (int a = 0; a < 3; a++) {
-                    double xx = idx[a] - (roi[a] - 1) / 2.0, s = p.sigma_scale[a] * (double)roi[a];
-                    g *= exp(-xx * xx / (2 * s * s));
-                }
+                double g = gauss_ref(&p, roi, i, j, k);
                 if (g < mn) mn = g;
-                (void)g;
             }
     double floor_v = fmax(mn, 1e-3);
     for (int i = 0; i < 20; i++)
         for (int j = 0; j < 13; j++)
             for (int k = 0; k < 8; k++) {
-                double g = 1;
-                const int idx[3] = {i, j, k};
-                for (int a = 0; a < 3; a++) {
-                    double xx = idx[a] - (roi[a] - 1) / 2.0, s = p.sigma_scale[a] * (double)roi[a];
-                    g *= exp(-xx * xx / (2 * s * s));
-                }
-                g = fmax(g, floor_v);
+                double g = fmax(gauss_ref(&p, roi, i, j, k), floor_v);
                 double e = fabs(w[(i * 13 + j) * 8 + k] - g) / g;
                 if (e > maxerr) maxerr = e;
             }
@@ -782,11 +743,7 @@ static void test_config(void **state) {
 
 static void test_unetr_sliding_window(void **state) {
     (void)state;
-    sarco_context_options co;
-    sarco_context_options_init(&co);
-    co.backend = SARCO_BACKEND_CPU;
-    sarco_context *ctx = NULL;
-    assert_int_equal(sarco_context_create(&co, &ctx), SARCO_OK);
+    sarco_context *ctx = tu_new_ctx(0);
     sarco_model *m = NULL;
     sarco_status s = sarco_model_load(ctx, "test/data/unetr/a_conv_instance_res.safetensors", &m);
     if (s == SARCO_ERR_UNSUPPORTED) { /* monai.UNETR not built in yet */

@@ -15,122 +15,28 @@
 #include <cmocka.h>
 
 #include "lib/io/imageio.h"
+#include "testutil.h"
 
 #define PDIR "test/data/png/"
 
 static char g_tmp[64];
 
-static sarco_context *new_ctx(size_t memory_limit) {
-    sarco_context_options o;
-    sarco_context_options_init(&o);
-    o.backend = SARCO_BACKEND_CPU;
-    o.memory_limit = memory_limit;
-    sarco_context *ctx = NULL;
-    char msg[256];
-    if (sarco_context_create_ex(&o, &ctx, msg, sizeof msg) != SARCO_OK) fail_msg("context: %s", msg);
-    return ctx;
-}
-
-static uint8_t *slurp(const char *path, size_t *size) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) fail_msg("cannot open %s (run the test from the repository root)", path);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    fclose(fp);
-    *size = (size_t)n;
-    return buf;
-}
-
-static void spit(const char *path, const uint8_t *b, size_t n) {
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(b, 1, n, fp), n);
-    fclose(fp);
-}
-
-#define MAXF 8
-typedef struct row {
-    char *f[MAXF];
-    int n;
-} row;
-
-static row *read_tsv(const char *path, size_t *count, char **keep) {
-    size_t size;
-    char *text = (char *)slurp(path, &size);
-    text = realloc(text, size + 1);
-    text[size] = 0;
-    row *rows = calloc(1024, sizeof *rows);
-    size_t n = 0;
-    char *save = text, *line;
-    while ((line = strsep(&save, "\n")) != NULL) {
-        if (!*line || *line == '#') continue;
-        assert_true(n < 1024);
-        row *r = &rows[n++];
-        char *cur = line, *field;
-        while ((field = strsep(&cur, "\t")) != NULL && r->n < MAXF) r->f[r->n++] = field;
-    }
-    *count = n;
-    *keep = text;
-    return rows;
-}
-
-static sarco_status status_named(const char *name) {
-    if (!strcmp(name, "SARCO_OK")) return SARCO_OK;
-    if (!strcmp(name, "SARCO_ERR_BAD_FORMAT")) return SARCO_ERR_BAD_FORMAT;
-    if (!strcmp(name, "SARCO_ERR_UNSUPPORTED")) return SARCO_ERR_UNSUPPORTED;
-    if (!strcmp(name, "SARCO_ERR_LIMIT")) return SARCO_ERR_LIMIT;
-    if (!strcmp(name, "SARCO_ERR_IO")) return SARCO_ERR_IO;
-    fail_msg("manifest: unknown status %s", name);
-    return SARCO_ERR_INTERNAL;
-}
-
-typedef struct logbuf {
-    char text[8192];
-} logbuf;
-
-static void log_cb(void *user, sarco_log_level level, const char *msg) {
-    logbuf *b = user;
-    if (level <= SARCO_LOG_WARN) {
-        strncat(b->text, msg, sizeof b->text - strlen(b->text) - 2);
-        strcat(b->text, "\n");
-    }
-}
-
 static int setup(void **state) {
     (void)state;
-    struct stat sb;
-    snprintf(g_tmp, sizeof g_tmp, "%s/sarco-test-png-XXXXXX",
-             stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    return mkdtemp(g_tmp) ? 0 : -1;
+    return tu_tmpdir(g_tmp, sizeof g_tmp, "png");
 }
 
 static int teardown(void **state) {
     (void)state;
-    char p[256];
-    const char *names[] = {"a.png", "b.nii", "c.png", "d.nii"};
-    for (size_t i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s/%s", g_tmp, names[i]);
-        unlink(p);
-    }
-    rmdir(g_tmp);
+    tu_remove_tree(g_tmp);
     return 0;
 }
 
 /* Runs first: a 16 MiB zTXt bomb is skipped unread (no warning, no memory growth). */
 static void test_text_bomb_skipped(void **state) {
     (void)state;
-    sarco_context_options o;
-    sarco_context_options_init(&o);
-    o.backend = SARCO_BACKEND_CPU;
-    logbuf lb = {{0}};
-    o.log = log_cb;
-    o.log_user = &lb;
-    sarco_context *ctx;
-    assert_int_equal(sarco_context_create(&o, &ctx), SARCO_OK);
+    tu_logbuf lb = {{0}};
+    sarco_context *ctx = tu_new_logged_ctx(&lb);
     struct rusage before, after;
     getrusage(RUSAGE_SELF, &before);
     sarco_image *img;
@@ -145,37 +51,12 @@ static void test_text_bomb_skipped(void **state) {
 
 static void test_manifest(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     size_t n;
     char *keep;
-    row *rows = read_tsv(PDIR "manifest.tsv", &n, &keep);
+    tu_row *rows = tu_read_tsv(PDIR "manifest.tsv", &n, &keep);
     assert_true(n > 70);
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        char path[512];
-        snprintf(path, sizeof path, PDIR "%s", rows[i].f[0]);
-        sarco_status want = status_named(rows[i].f[2]);
-        sarco_image *img = NULL;
-        uint16_t *labels = NULL;
-        sarco_status got = strcmp(rows[i].f[1], "labels") == 0 ? sarco_labels_read(ctx, path, &labels, &img)
-                                                               : sarco_image_read(ctx, path, &img);
-        if (got != want) {
-            print_error("%s: status %s, expected %s (%s)\n", rows[i].f[0], sarco_status_string(got),
-                        sarco_status_string(want), sarco_last_error(ctx));
-            bad++;
-        } else if (want != SARCO_OK) {
-            if (!strstr(sarco_last_error(ctx), rows[i].f[3])) {
-                print_error("%s: message \"%s\" lacks \"%s\"\n", rows[i].f[0], sarco_last_error(ctx), rows[i].f[3]);
-                bad++;
-            }
-            if (img || labels) {
-                print_error("%s: failed but returned something\n", rows[i].f[0]);
-                bad++;
-            }
-        }
-        sarco_image_free(img);
-        sarco_labels_free(labels);
-    }
+    int bad = tu_image_manifest_errors(ctx, PDIR, rows, n);
     free(rows);
     free(keep);
     sarco_context_free(ctx);
@@ -184,13 +65,13 @@ static void test_manifest(void **state) {
 
 static void test_expected(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     size_t n;
     char *keep;
-    row *rows = read_tsv(PDIR "expected.tsv", &n, &keep);
+    tu_row *rows = tu_read_tsv(PDIR "expected.tsv", &n, &keep);
     int checked = 0;
     for (size_t i = 0; i < n; i++) {
-        row *r = &rows[i];
+        tu_row *r = &rows[i];
         char path[512], dpath[512];
         snprintf(path, sizeof path, PDIR "%s", r->f[0]);
         snprintf(dpath, sizeof dpath, PDIR "%s", r->f[6]);
@@ -220,22 +101,19 @@ static void test_expected(void **state) {
             assert_true(img->affine[a][3] == 0);
         }
         size_t size;
-        uint8_t *want = slurp(dpath, &size);
+        uint8_t *want = tu_slurp(dpath, &size);
         if (is_labels) {
             assert_null(img->data);
             assert_int_equal(size, (size_t)(w * h * 2));
             for (int64_t k = 0; k < w * h; k++) {
-                uint16_t v = (uint16_t)(want[2 * k] | want[2 * k + 1] << 8);
+                uint16_t v = tu_le_u16(want + 2 * k);
                 if (labels[k] != v) fail_msg("%s: label at (%lld, %lld) is %u, expected %u", r->f[0],
                                              (long long)(k % w), (long long)(k / w), labels[k], v);
             }
         } else {
             assert_int_equal(size, (size_t)(w * h * 4));
             for (int64_t k = 0; k < w * h; k++) {
-                uint32_t u = (uint32_t)want[4 * k] | (uint32_t)want[4 * k + 1] << 8 | (uint32_t)want[4 * k + 2] << 16 |
-                             (uint32_t)want[4 * k + 3] << 24;
-                float v;
-                memcpy(&v, &u, 4);
+                float v = tu_le_f32(want + 4 * k);
                 if (img->data[k] != v)
                     fail_msg("%s: pixel (%lld, %lld) is %.9g, expected %.9g", r->f[0], (long long)(k % w),
                              (long long)(k / w), img->data[k], v);
@@ -256,7 +134,7 @@ static void test_expected(void **state) {
 /* Grey samples read as labels are the image values before stretching. */
 static void test_labels_vs_image(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     const char *files[] = {PDIR "good_ct0_8bit.png", PDIR "good_ct0_16bit.png", PDIR "good_ct0_2bit.png",
                            PDIR "good_ct0_1bit_interlaced.png"};
     const double scale[] = {1.0, 1.0 / 257.0, 85.0, 255.0};
@@ -281,7 +159,7 @@ static void test_labels_vs_image(void **state) {
 
 static void test_spacing(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     sarco_image *img;
     assert_int_equal(sarco_image_read(ctx, PDIR "good_phys_metre.png", &img), SARCO_OK);
     assert_true(fabs(img->spacing[0] - 1000.0 / 3937) < 1e-12); /* 100 dpi */
@@ -311,20 +189,20 @@ static void test_spacing(void **state) {
 /* Content decides the format, not the name. */
 static void test_sniffing(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     size_t n;
     char p[256];
-    uint8_t *b = slurp(PDIR "good_ct2_8bit.png", &n);
+    uint8_t *b = tu_slurp(PDIR "good_ct2_8bit.png", &n);
     snprintf(p, sizeof p, "%s/b.nii", g_tmp);
-    spit(p, b, n);
+    tu_spit(p, b, n);
     free(b);
     sarco_image *img;
     assert_int_equal(sarco_image_read(ctx, p, &img), SARCO_OK);
     assert_int_equal(img->dims[0], 13);
     sarco_image_free(img);
-    b = slurp("test/data/nifti/good_n1_le_uint8.nii", &n);
+    b = tu_slurp("test/data/nifti/good_n1_le_uint8.nii", &n);
     snprintf(p, sizeof p, "%s/c.png", g_tmp);
-    spit(p, b, n);
+    tu_spit(p, b, n);
     free(b);
     assert_int_equal(sarco_image_read(ctx, p, &img), SARCO_OK);
     assert_int_equal(img->nifti.version, 1);
@@ -335,16 +213,16 @@ static void test_sniffing(void **state) {
 /* Every prefix is refused; byte flips are refused or read, never a crash (see the ASan run). */
 static void test_truncation_and_flips(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     const char *files[] = {PDIR "good_ct3_4bit.png", PDIR "good_ct2_16bit_interlaced.png", PDIR "lab_grey16.png"};
     char p[256];
     snprintf(p, sizeof p, "%s/a.png", g_tmp);
     int accepted = 0, refused = 0;
     for (size_t f = 0; f < 3; f++) {
         size_t n;
-        uint8_t *b = slurp(files[f], &n);
+        uint8_t *b = tu_slurp(files[f], &n);
         for (size_t cut = 0; cut < n; cut++) {
-            spit(p, b, cut);
+            tu_spit(p, b, cut);
             sarco_image *img = NULL;
             if (sarco_image_read(ctx, p, &img) == SARCO_OK) fail_msg("%s cut at %zu was accepted", files[f], cut);
             assert_null(img);
@@ -352,7 +230,7 @@ static void test_truncation_and_flips(void **state) {
         for (size_t pos = 0; pos < n; pos++) {
             for (int bit = 0; bit < 8; bit += 3) {
                 b[pos] ^= (uint8_t)(1u << bit);
-                spit(p, b, n);
+                tu_spit(p, b, n);
                 b[pos] ^= (uint8_t)(1u << bit);
                 sarco_image *img = NULL;
                 uint16_t *l = NULL;
@@ -372,7 +250,7 @@ static void test_truncation_and_flips(void **state) {
 
 static void test_memory_limit(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(1000);
+    sarco_context *ctx = tu_new_ctx(1000);
     sarco_image *img;
     /* 1000 x 1 floats = 4000 bytes > 1000 */
     assert_int_equal(sarco_image_read(ctx, PDIR "good_wide.png", &img), SARCO_ERR_OUT_OF_MEMORY);

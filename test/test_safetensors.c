@@ -16,78 +16,9 @@
 #include <cmocka.h>
 
 #include "lib/io/safetensors.h"
+#include "testutil.h"
 
-#define DIR "test/data/safetensors/"
-
-static sarco_context *new_ctx(size_t memory_limit) {
-    sarco_context_options o;
-    sarco_context_options_init(&o);
-    o.backend = SARCO_BACKEND_CPU;
-    o.memory_limit = memory_limit;
-    sarco_context *ctx = NULL;
-    char msg[256];
-    sarco_status s = sarco_context_create_ex(&o, &ctx, msg, sizeof msg);
-    if (s != SARCO_OK) fail_msg("context: %s", msg);
-    return ctx;
-}
-
-static uint8_t *slurp(const char *path, size_t *size) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) fail_msg("cannot open %s (run the test from the repository root)", path);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    fclose(fp);
-    buf[n] = 0;
-    *size = (size_t)n;
-    return buf;
-}
-
-/* ---- manifest / expected tables ---- */
-
-#define MAXF 8
-typedef struct row {
-    char *f[MAXF];
-    int n;
-} row;
-
-static row *read_tsv(const char *path, size_t *count, char **keep) {
-    size_t size;
-    char *text = (char *)slurp(path, &size);
-    row *rows = calloc(4096, sizeof *rows);
-    size_t n = 0;
-    char *save = text, *line;
-    while ((line = strsep(&save, "\n")) != NULL) {
-        if (!*line || *line == '#') continue;
-        assert_true(n < 4096);
-        row *r = &rows[n++];
-        char *cur = line, *field;
-        while ((field = strsep(&cur, "\t")) != NULL && r->n < MAXF) r->f[r->n++] = field;
-    }
-    *count = n;
-    *keep = text;
-    return rows;
-}
-
-static sarco_status status_named(const char *name) {
-    static const struct {
-        const char *name;
-        sarco_status s;
-    } t[] = {{"SARCO_OK", SARCO_OK},
-             {"SARCO_ERR_INVALID_ARGUMENT", SARCO_ERR_INVALID_ARGUMENT},
-             {"SARCO_ERR_OUT_OF_MEMORY", SARCO_ERR_OUT_OF_MEMORY},
-             {"SARCO_ERR_IO", SARCO_ERR_IO},
-             {"SARCO_ERR_BAD_FORMAT", SARCO_ERR_BAD_FORMAT},
-             {"SARCO_ERR_UNSUPPORTED", SARCO_ERR_UNSUPPORTED},
-             {"SARCO_ERR_LIMIT", SARCO_ERR_LIMIT}};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-        if (strcmp(t[i].name, name) == 0) return t[i].s;
-    fail_msg("manifest: unknown status %s", name);
-    return SARCO_ERR_INTERNAL;
-}
+#define SDIR "test/data/safetensors/"
 
 static void expect_msg(const char *what, const char *msg, const char *sub) {
     if (!strstr(msg, sub)) fail_msg("%s: message \"%s\" lacks \"%s\"", what, msg, sub);
@@ -100,10 +31,10 @@ static uint32_t f32_bits(float f) {
 }
 
 /* Checks every tensor of a good file against expected.tsv. */
-static void check_good(const char *file, const sarco_st_file *f, const row *exp, size_t nexp) {
+static void check_good(const char *file, const sarco_st_file *f, const tu_row *exp, size_t nexp) {
     size_t seen = 0;
     for (size_t i = 0; i < nexp; i++) {
-        const row *r = &exp[i];
+        const tu_row *r = &exp[i];
         if (strcmp(r->f[0], file) != 0) continue;
         assert_int_equal(r->n, 5);
         seen++;
@@ -158,17 +89,17 @@ static void test_manifest(void **state) {
     (void)state;
     size_t nman, nexp;
     char *k1, *k2;
-    row *man = read_tsv(DIR "manifest.tsv", &nman, &k1);
-    row *exp = read_tsv(DIR "expected.tsv", &nexp, &k2);
+    tu_row *man = tu_read_tsv(SDIR "manifest.tsv", &nman, &k1);
+    tu_row *exp = tu_read_tsv(SDIR "expected.tsv", &nexp, &k2);
     assert_true(nman >= 60);
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     int ngood = 0, nbad = 0;
     for (size_t i = 0; i < nman; i++) {
-        const row *r = &man[i];
+        const tu_row *r = &man[i];
         assert_int_equal(r->n, 5);
         char path[512];
-        snprintf(path, sizeof path, DIR "%s", r->f[0]);
-        sarco_status want = status_named(r->f[1]);
+        snprintf(path, sizeof path, SDIR "%s", r->f[0]);
+        sarco_status want = tu_status_named(r->f[1]);
         sarco_st_file *f = (sarco_st_file *)0x1;
         sarco_status s = sarco_st_open(ctx, path, &f);
         if (s != want)
@@ -181,7 +112,7 @@ static void test_manifest(void **state) {
             expect_msg(r->f[0], sarco_last_error(ctx), path); /* names the file */
             /* the in-memory path says the same */
             size_t size;
-            uint8_t *buf = slurp(path, &size);
+            uint8_t *buf = tu_slurp(path, &size);
             sarco_st_file *g = (sarco_st_file *)0x1;
             assert_int_equal(sarco_st_parse(ctx, buf, size, "in-memory", &g), want);
             assert_null(g);
@@ -222,9 +153,9 @@ static void test_manifest(void **state) {
 /* Unaligned data really is unaligned in that file (so the test means something). */
 static void test_unaligned_is_unaligned(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     sarco_st_file *f = NULL;
-    assert_int_equal(sarco_st_open(ctx, DIR "good_unaligned.safetensors", &f), SARCO_OK);
+    assert_int_equal(sarco_st_open(ctx, SDIR "good_unaligned.safetensors", &f), SARCO_OK);
     assert_int_equal(f->data_start % 8, 3);
     const sarco_st_tensor *t = sarco_st_find(f, "b_f32");
     assert_non_null(t);
@@ -233,18 +164,7 @@ static void test_unaligned_is_unaligned(void **state) {
     sarco_context_free(ctx);
 }
 
-/* ---- an in-memory writer ---- */
-
-static uint8_t *make_st(const char *header, const void *data, size_t ndata, size_t *size) {
-    size_t h = strlen(header);
-    *size = 8 + h + ndata;
-    uint8_t *b = malloc(*size);
-    assert_non_null(b);
-    for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)h >> (8 * i));
-    memcpy(b + 8, header, h);
-    if (ndata) memcpy(b + 8 + h, data, ndata);
-    return b;
-}
+/* ---- half and bfloat16, exhaustively ---- */
 
 /* The reference: value of an IEEE half / bfloat16 pattern by ldexp (exact in double). */
 static double half_ref(uint16_t b) {
@@ -264,7 +184,7 @@ static double bf16_ref(uint16_t b) {
 }
 
 static void exhaustive(const char *dtype, double (*ref)(uint16_t), int64_t want_nonfinite) {
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     uint8_t *data = malloc(2 * 65536);
     assert_non_null(data);
     for (unsigned i = 0; i < 65536; i++) {
@@ -275,7 +195,7 @@ static void exhaustive(const char *dtype, double (*ref)(uint16_t), int64_t want_
     snprintf(header, sizeof header, "{\"x\":{\"dtype\":\"%s\",\"shape\":[256,256],\"data_offsets\":[0,131072]}}",
              dtype);
     size_t size;
-    uint8_t *file = make_st(header, data, 2 * 65536, &size);
+    uint8_t *file = tu_st_bytes(header, data, 2 * 65536, &size);
     sarco_st_file *f = NULL;
     assert_int_equal(sarco_st_parse(ctx, file, size, dtype, &f), SARCO_OK);
     assert_int_equal(f->nonfinite, want_nonfinite);
@@ -345,13 +265,13 @@ static sarco_status parse_and_touch(sarco_context *ctx, const uint8_t *buf, size
 
 static void test_truncations(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     size_t total = 0;
     for (int k = 0; fuzz_files[k]; k++) {
         char path[256];
-        snprintf(path, sizeof path, DIR "%s", fuzz_files[k]);
+        snprintf(path, sizeof path, SDIR "%s", fuzz_files[k]);
         size_t size;
-        uint8_t *buf = slurp(path, &size);
+        uint8_t *buf = tu_slurp(path, &size);
         assert_int_equal(parse_and_touch(ctx, buf, size), SARCO_OK);
         for (size_t n = 0; n < size; n++) {
             /* a copy of exactly n bytes, so ASan sees any read past it */
@@ -378,14 +298,14 @@ static uint64_t rng_next(uint64_t *s) {
 
 static void test_byte_flips(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     uint64_t seed = 0x5a4c0u ^ 0x9e3779b97f4a7c15ull;
     int ok = 0, refused = 0;
     for (int k = 0; fuzz_files[k]; k++) {
         char path[256];
-        snprintf(path, sizeof path, DIR "%s", fuzz_files[k]);
+        snprintf(path, sizeof path, SDIR "%s", fuzz_files[k]);
         size_t size;
-        uint8_t *buf = slurp(path, &size);
+        uint8_t *buf = tu_slurp(path, &size);
         size_t hend = 8;
         for (int i = 0; i < 8; i++) hend += (size_t)buf[i] << (8 * i);
         uint8_t *m = malloc(size);
@@ -420,20 +340,20 @@ static void test_byte_flips(void **state) {
 
 static void test_open_errors(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     sarco_st_file *f = (sarco_st_file *)0x1;
-    assert_int_equal(sarco_st_open(ctx, DIR "no_such_file.safetensors", &f), SARCO_ERR_IO);
+    assert_int_equal(sarco_st_open(ctx, SDIR "no_such_file.safetensors", &f), SARCO_ERR_IO);
     assert_null(f);
-    expect_msg("missing", sarco_last_error(ctx), DIR "no_such_file.safetensors");
+    expect_msg("missing", sarco_last_error(ctx), SDIR "no_such_file.safetensors");
     expect_msg("missing", sarco_last_error(ctx), "cannot open");
 
     f = (sarco_st_file *)0x1;
-    assert_int_equal(sarco_st_open(ctx, DIR, &f), SARCO_ERR_IO);
+    assert_int_equal(sarco_st_open(ctx, SDIR, &f), SARCO_ERR_IO);
     assert_null(f);
     expect_msg("directory", sarco_last_error(ctx), "not a regular file");
 
     assert_int_equal(sarco_st_open(ctx, NULL, &f), SARCO_ERR_INVALID_ARGUMENT);
-    assert_int_equal(sarco_st_open(ctx, DIR "good_f32.safetensors", NULL), SARCO_ERR_INVALID_ARGUMENT);
+    assert_int_equal(sarco_st_open(ctx, SDIR "good_f32.safetensors", NULL), SARCO_ERR_INVALID_ARGUMENT);
     assert_int_equal(sarco_st_parse(ctx, NULL, 4, "x", &f), SARCO_ERR_INVALID_ARGUMENT);
 
     /* a sparse file past 16 GiB is refused before anything is read or allocated */
@@ -469,9 +389,9 @@ static void test_open_errors(void **state) {
     sarco_context_free(ctx);
 
     /* the context's memory limit covers the file buffer */
-    ctx = new_ctx(64);
+    ctx = tu_new_ctx(64);
     f = (sarco_st_file *)0x1;
-    assert_int_equal(sarco_st_open(ctx, DIR "good_f32.safetensors", &f), SARCO_ERR_OUT_OF_MEMORY);
+    assert_int_equal(sarco_st_open(ctx, SDIR "good_f32.safetensors", &f), SARCO_ERR_OUT_OF_MEMORY);
     assert_null(f);
     expect_msg("limit", sarco_last_error(ctx), "memory limit of 64");
     sarco_context_free(ctx);
@@ -484,9 +404,9 @@ static void test_misc(void **state) {
     const char *names[] = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"};
     for (int d = 0; d < SARCO_ST_DTYPE_COUNT; d++) assert_string_equal(sarco_st_dtype_name((sarco_st_dtype)d), names[d]);
     assert_string_equal(sarco_st_dtype_name(SARCO_ST_DTYPE_COUNT), "?");
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     sarco_st_file *f = NULL;
-    assert_int_equal(sarco_st_open(ctx, DIR "good_many.safetensors", &f), SARCO_OK);
+    assert_int_equal(sarco_st_open(ctx, SDIR "good_many.safetensors", &f), SARCO_OK);
     assert_int_equal(f->count, 24);
     assert_null(sarco_st_find(f, "t24"));
     assert_null(sarco_st_find(f, ""));
@@ -507,7 +427,7 @@ static sarco_st_file *weights_file(sarco_context *ctx) {
         "\"e\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[40,40]}}";
     uint8_t data[40] = {0};
     size_t size;
-    uint8_t *b = make_st(header, data, sizeof data, &size);
+    uint8_t *b = tu_st_bytes(header, data, sizeof data, &size);
     sarco_st_file *f = NULL;
     assert_int_equal(sarco_st_parse(ctx, b, size, "weights.safetensors", &f), SARCO_OK);
     free(b);
@@ -523,7 +443,7 @@ static void full_list(sarco_wlist *l) {
 
 static void test_weights_check(void **state) {
     (void)state;
-    sarco_context *ctx = new_ctx(0);
+    sarco_context *ctx = tu_new_ctx(0);
     sarco_st_file *f = weights_file(ctx);
     const char *const ign[] = {"*.cross_attn.*", NULL};
     const char *const ign_other[] = {"*.norm_cross_attn.*", "x*", NULL};

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "lib/nn/arch.h"
+#include "testutil.h"
 
 #define DATA "test/data/unetr/"
 #define REL_L2_MAX 1e-4
@@ -31,17 +32,7 @@ typedef struct fixture {
 
 static int setup(void **state) {
     fixture *fx = calloc(1, sizeof *fx);
-    if (!fx) return -1;
-    snprintf(fx->dir, sizeof fx->dir, "/tmp/sarco_unetr_XXXXXX");
-    if (!mkdtemp(fx->dir)) return -1;
-    sarco_context_options o;
-    sarco_context_options_init(&o);
-    o.backend = SARCO_BACKEND_CPU;
-    char msg[256];
-    if (sarco_context_create_ex(&o, &fx->ctx, msg, sizeof msg) != SARCO_OK) {
-        fprintf(stderr, "context: %s\n", msg);
-        return -1;
-    }
+    if (!fx || tu_dir_and_ctx("unetr", fx->dir, sizeof fx->dir, &fx->ctx) != 0) return -1;
     json_error_t e;
     fx->manifest = json_load_file(DATA "manifest.json", 0, &e);
     if (!fx->manifest) {
@@ -54,37 +45,17 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fixture *fx = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", fx->dir);
     json_decref(fx->manifest);
-    sarco_context_free(fx->ctx);
+    tu_dir_and_ctx_free(fx->dir, fx->ctx);
     free(fx);
     return 0;
-}
-
-static uint8_t *read_all(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
 }
 
 static float *read_floats(const char *name, size_t count) {
     char path[256];
     snprintf(path, sizeof path, DATA "%s", name);
     size_t size = 0;
-    uint8_t *b = read_all(path, &size);
-    assert_non_null(b);
+    uint8_t *b = tu_slurp(path, &size);
     assert_int_equal(size, count * sizeof(float));
     return (float *)b; /* malloc'd: suitably aligned */
 }
@@ -281,8 +252,7 @@ typedef void (*edit_fn)(json_t *header, const void *arg);
 static const char *rewrite(const fixture *fx, const char *src, const char *name, edit_fn edit, const void *arg) {
     static char path[256];
     size_t size = 0;
-    uint8_t *b = read_all(src, &size);
-    assert_non_null(b);
+    uint8_t *b = tu_slurp(src, &size);
     uint64_t n = 0;
     for (int i = 0; i < 8; i++) n |= (uint64_t)b[i] << (8 * i);
     json_error_t e;
@@ -306,16 +276,11 @@ static const char *rewrite(const fixture *fx, const char *src, const char *name,
     }
     char *text = json_dumps(h, JSON_COMPACT);
     assert_non_null(text);
-    const uint64_t tn = strlen(text);
     snprintf(path, sizeof path, "%s/%s", fx->dir, name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    uint8_t len[8];
-    for (int i = 0; i < 8; i++) len[i] = (uint8_t)(tn >> (8 * i));
-    assert_int_equal(fwrite(len, 1, 8, f), 8);
-    assert_int_equal(fwrite(text, 1, tn, f), tn);
-    assert_int_equal(fwrite(out, 1, used, f), used);
-    assert_int_equal(fclose(f), 0);
+    size_t fsize;
+    uint8_t *file = tu_st_bytes(text, out, used, &fsize);
+    tu_spit(path, file, fsize);
+    free(file);
     free(text);
     free(out);
     json_decref(h);
@@ -419,14 +384,10 @@ static void test_bad_tensors(void **state) {
 
     /* a truncated file */
     size_t size = 0;
-    uint8_t *buf = read_all(e, &size);
-    assert_non_null(buf);
+    uint8_t *buf = tu_slurp(e, &size);
     char path[256];
     snprintf(path, sizeof path, "%s/truncated.st", fx->dir);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, size - 1000, f), size - 1000);
-    assert_int_equal(fclose(f), 0);
+    tu_spit(path, buf, size - 1000);
     free(buf);
     expect_load_fail(fx, path, SARCO_ERR_BAD_FORMAT, "truncated.st");
 }

@@ -32,28 +32,6 @@ static const char *EVAL_USAGE =
 
 #define MAX_LABELS 4096
 
-typedef struct grid {
-    int ndim;
-    int64_t dims[3];
-    double spacing[3];
-    double cell;
-} grid;
-
-static int parse_spacing(const char *s, double *sp) {
-    int n = 0;
-    const char *p = s;
-    while (*p && n < 3) {
-        char *end;
-        double v = strtod(p, &end);
-        if (end == p || !(v > 0.0) || !isfinite(v)) return 0;
-        sp[n++] = v;
-        p = end;
-        if (*p == ',') p++;
-        else if (*p) return 0;
-    }
-    return *p ? 0 : n;
-}
-
 static int parse_labels(const char *s, int32_t *out, size_t *n) {
     *n = 0;
     const char *p = s;
@@ -69,59 +47,25 @@ static int parse_labels(const char *s, int32_t *out, size_t *n) {
     return *n > 0;
 }
 
-static double det_block(const double a[4][4], int n) {
-    if (n == 2) return fabs(a[0][0] * a[1][1] - a[0][1] * a[1][0]);
-    return fabs(a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0]) +
-                a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]));
-}
-
-/* The grid in the metrics API's order (C order: {nz, ny, nx} or {ny, nx}, spacing alike); a 3D file
- * holding one slice is evaluated as 2D. cell: |det| of the affine's voxel block (mm^3 or mm^2). */
-static int make_grid(const sarco_image *img, const double *spo, int nsp, grid *g, char *why, size_t n) {
-    g->ndim = img->ndim == 3 && img->dims[2] > 1 ? 3 : 2;
-    double sx[3] = {img->spacing[0], img->spacing[1], img->spacing[2]};
-    if (nsp) {
-        if (nsp < g->ndim) {
-            snprintf(why, n, "--spacing has %d values for a %dD image", nsp, g->ndim);
-            return 0;
-        }
-        for (int a = 0; a < nsp; a++) sx[a] = spo[a];
-    } else if (img->flags & SARCO_IMAGE_NO_SPACING) {
-        snprintf(why, n, "the file carries no pixel spacing: pass --spacing X,Y in mm");
-        return 0;
-    }
-    double prod = 1.0;
-    for (int a = 0; a < g->ndim; a++) {
-        g->dims[a] = img->dims[g->ndim - 1 - a];
-        g->spacing[a] = sx[g->ndim - 1 - a];
-        prod *= g->spacing[a];
-    }
-    g->cell = nsp ? prod : det_block(img->affine, g->ndim);
-    if (!(g->cell > 0.0) || !isfinite(g->cell)) g->cell = prod;
-    return 1;
-}
-
-static json_t *jreal(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-
 static const char *FLAG_NAMES[] = {"pred_empty", "ref_empty", "ravd_undefined"};
 
 /* One pair's per-label metrics; sizes from voxel counts x |det| so they match sarco segment's report. */
-static json_t *metrics_json(const sarco_seg_metrics *m, const grid *g) {
+static json_t *metrics_json(const sarco_seg_metrics *m, const cli_grid *g) {
     json_t *e = json_object();
     json_object_set_new(e, "label", json_integer(m->label));
-    json_object_set_new(e, "dice", jreal(m->dice));
-    json_object_set_new(e, "jaccard", jreal(m->jaccard));
-    json_object_set_new(e, "hd_mm", jreal(m->hd_mm));
-    json_object_set_new(e, "hd95_mm", jreal(m->hd95_mm));
-    json_object_set_new(e, "assd_mm", jreal(m->assd_mm));
-    json_object_set_new(e, "ravd_percent", jreal(m->ravd_percent));
+    json_object_set_new(e, "dice", cli_jreal(m->dice));
+    json_object_set_new(e, "jaccard", cli_jreal(m->jaccard));
+    json_object_set_new(e, "hd_mm", cli_jreal(m->hd_mm));
+    json_object_set_new(e, "hd95_mm", cli_jreal(m->hd95_mm));
+    json_object_set_new(e, "assd_mm", cli_jreal(m->assd_mm));
+    json_object_set_new(e, "ravd_percent", cli_jreal(m->ravd_percent));
     const int is3 = g->ndim == 3;
     const double scale = g->cell / (is3 ? 1000.0 : 100.0);
-    json_object_set_new(e, "volume_pred_ml", is3 ? jreal((double)m->voxels_pred * scale) : json_null());
-    json_object_set_new(e, "volume_ref_ml", is3 ? jreal((double)m->voxels_ref * scale) : json_null());
+    json_object_set_new(e, "volume_pred_ml", is3 ? cli_jreal((double)m->voxels_pred * scale) : json_null());
+    json_object_set_new(e, "volume_ref_ml", is3 ? cli_jreal((double)m->voxels_ref * scale) : json_null());
     if (!is3) {
-        json_object_set_new(e, "area_pred_cm2", jreal((double)m->voxels_pred * scale));
-        json_object_set_new(e, "area_ref_cm2", jreal((double)m->voxels_ref * scale));
+        json_object_set_new(e, "area_pred_cm2", cli_jreal((double)m->voxels_pred * scale));
+        json_object_set_new(e, "area_ref_cm2", cli_jreal((double)m->voxels_ref * scale));
     }
     json_object_set_new(e, "voxels_pred", json_integer(m->voxels_pred));
     json_object_set_new(e, "voxels_ref", json_integer(m->voxels_ref));
@@ -135,14 +79,6 @@ static json_t *metrics_json(const sarco_seg_metrics *m, const grid *g) {
     return e;
 }
 
-static int same_grid(const sarco_image *a, const sarco_image *b) {
-    if (a->dims[0] != b->dims[0] || a->dims[1] != b->dims[1] || a->dims[2] != b->dims[2]) return 0;
-    for (int r = 0; r < 3; r++)
-        for (int c = 0; c < 4; c++)
-            if (fabs(a->affine[r][c] - b->affine[r][c]) > 1e-3 * fmax(1.0, fabs(a->affine[r][c]))) return 0;
-    return 1;
-}
-
 typedef struct opts {
     const int32_t *labels;
     size_t nlabels;
@@ -153,7 +89,7 @@ typedef struct opts {
 /* Evaluates one pair; *out gets {"pred", "ref", "dims", "spacing_mm", ..., "labels": [...]}. On
  * failure returns the status with the reason in msg. g gets the pair's grid. */
 static sarco_status eval_pair(sarco_context *ctx, const char *pp, const char *gp, const opts *o, json_t **out,
-                              grid *g, char *msg, size_t n) {
+                              cli_grid *g, char *msg, size_t n) {
     uint16_t *pl = NULL, *gl = NULL;
     sarco_image *pg = NULL, *gg = NULL;
     sarco_seg_metrics *m = NULL;
@@ -165,14 +101,11 @@ static sarco_status eval_pair(sarco_context *ctx, const char *pp, const char *gp
         snprintf(msg, n, "%s", sarco_last_error(ctx));
         goto done;
     }
-    if (!same_grid(pg, gg)) {
-        snprintf(msg, n, "%s (%lldx%lldx%lld) and %s (%lldx%lldx%lld) are not on the same grid (dims and affine "
-                 "must match)", pp, (long long)pg->dims[0], (long long)pg->dims[1], (long long)pg->dims[2], gp,
-                 (long long)gg->dims[0], (long long)gg->dims[1], (long long)gg->dims[2]);
+    if (!cli_same_grid(pp, pg, gp, gg, msg, n)) {
         s = SARCO_ERR_INVALID_ARGUMENT;
         goto done;
     }
-    if (!make_grid(gg, o->spo, o->nsp, g, msg, n)) {
+    if (!cli_make_grid(gg, o->spo, o->nsp, g, msg, n)) {
         s = SARCO_ERR_INVALID_ARGUMENT;
         goto done;
     }
@@ -184,13 +117,7 @@ static sarco_status eval_pair(sarco_context *ctx, const char *pp, const char *gp
     json_t *r = json_object();
     json_object_set_new(r, "pred", json_string(pp));
     json_object_set_new(r, "ref", json_string(gp));
-    json_t *dims = json_array(), *sp = json_array();
-    for (int a = 0; a < gg->ndim; a++) { /* file order: x, y[, z] */
-        json_array_append_new(dims, json_integer(gg->dims[a]));
-        json_array_append_new(sp, jreal(o->nsp ? o->spo[a] : gg->spacing[a]));
-    }
-    json_object_set_new(r, "dims", dims);
-    json_object_set_new(r, "spacing_mm", sp);
+    cli_json_geometry(r, gg, o->spo, o->nsp);
     json_object_set_new(r, "evaluated_as", json_string(g->ndim == 3 ? "3d" : "2d"));
     json_object_set_new(r, "units_assumed_mm",
                         json_boolean(!o->nsp && ((pg->flags | gg->flags) & SARCO_IMAGE_UNITS_ASSUMED_MM)));
@@ -255,8 +182,8 @@ static double sd_of(const double *v, size_t n) { /* sample SD (n - 1) */
 
 static json_t *mean_sd(const double *v, size_t n) {
     json_t *o = json_object();
-    json_object_set_new(o, "mean", n ? jreal(mean_of(v, n)) : json_null());
-    json_object_set_new(o, "sd", jreal(sd_of(v, n)));
+    json_object_set_new(o, "mean", n ? cli_jreal(mean_of(v, n)) : json_null());
+    json_object_set_new(o, "sd", cli_jreal(sd_of(v, n)));
     json_object_set_new(o, "n", json_integer((json_int_t)n));
     return o;
 }
@@ -307,8 +234,8 @@ static json_t *summary_json(sarco_context *ctx, json_t *subjects, int is3) {
         json_object_set_new(o, vr, mean_sd(col[7], cnt[7]));
         /* agreement of sizes across subjects; null when undefined (fewer than 2, or constant) */
         double r, icc;
-        json_object_set_new(o, is3 ? "volume_correlation" : "area_correlation",
-                            sarco_stats_pearson(ctx, col[6], col[7], cnt[6], &r) == SARCO_OK ? jreal(r) : json_null());
+        const int have_r = sarco_stats_pearson(ctx, col[6], col[7], cnt[6], &r) == SARCO_OK;
+        json_object_set_new(o, is3 ? "volume_correlation" : "area_correlation", have_r ? cli_jreal(r) : json_null());
         double *pairs = malloc((cnt[6] ? cnt[6] : 1) * 2 * sizeof *pairs);
         int ok = 0;
         if (pairs) {
@@ -319,7 +246,7 @@ static json_t *summary_json(sarco_context *ctx, json_t *subjects, int is3) {
             ok = sarco_stats_icc(ctx, pairs, cnt[6], 2, SARCO_ICC_2_1, &icc) == SARCO_OK;
             free(pairs);
         }
-        json_object_set_new(o, is3 ? "volume_icc_2_1" : "area_icc_2_1", ok ? jreal(icc) : json_null());
+        json_object_set_new(o, is3 ? "volume_icc_2_1" : "area_icc_2_1", ok ? cli_jreal(icc) : json_null());
         json_array_append_new(arr, o);
     }
     free(buf);
@@ -387,7 +314,7 @@ static sarco_status eval_list(sarco_context *ctx, const char *csv, const opts *o
         resolve(dir, fld[cp], pp, sizeof pp);
         resolve(dir, fld[cr], gp, sizeof gp);
         json_t *r;
-        grid g;
+        cli_grid g;
         char why[1536];
         s = eval_pair(ctx, pp, gp, o, &r, &g, why, sizeof why);
         if (s != SARCO_OK) {
@@ -426,73 +353,44 @@ static sarco_status eval_list(sarco_context *ctx, const char *csv, const opts *o
 }
 
 int cmd_evaluate(int argc, char **argv) {
-    const char *verb = "evaluate", *pp = NULL, *gp = NULL, *list = NULL, *report = NULL;
+    const char *verb = "evaluate", *pp = NULL, *gp = NULL, *list = NULL;
     static int32_t labels[MAX_LABELS];
-    double spo[3];
     opts o = {0};
-    int threads = 0;
+    cli_common co = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int more = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(EVAL_USAGE, stdout);
-            return CLI_OK;
-        } else if (!strcmp(a, "--pred") && more) {
+        int more = i + 1 < argc, rc;
+        int took = cli_common_option(verb, EVAL_USAGE, argc, argv, &i, &co, &rc);
+        if (took < 0) return rc;
+        if (took) continue;
+        if (!strcmp(a, "--pred") && more) {
             pp = argv[++i];
         } else if (!strcmp(a, "--ref") && more) {
             gp = argv[++i];
         } else if (!strcmp(a, "--list") && more) {
             list = argv[++i];
-        } else if (!strcmp(a, "--report") && more) {
-            report = argv[++i];
         } else if (!strcmp(a, "--labels") && more) {
             if (!parse_labels(argv[++i], labels, &o.nlabels))
                 return cli_fail(verb, SARCO_ERR_INVALID_ARGUMENT, "--labels wants integers 0..65535 like 1,2,3");
             o.labels = labels;
-        } else if (!strcmp(a, "--spacing") && more) {
-            o.nsp = parse_spacing(argv[++i], spo);
-            if (o.nsp < 2)
-                return cli_fail(verb, SARCO_ERR_INVALID_ARGUMENT, "--spacing wants 2 or 3 positive mm values X,Y[,Z]");
-            o.spo = spo;
-        } else if (!strcmp(a, "--threads") && more) {
-            threads = atoi(argv[++i]);
-            if (threads < 0) return cli_fail(verb, SARCO_ERR_INVALID_ARGUMENT, "--threads must be >= 0");
         } else {
-            fprintf(stderr, "sarco evaluate: unknown or incomplete option '%s'\n\n%s", a, EVAL_USAGE);
-            return CLI_BAD_INPUT;
+            return cli_unknown_option(verb, a, EVAL_USAGE);
         }
     }
+    o.spo = co.spacing;
+    o.nsp = co.nsp;
     if (list ? (pp || gp) : !(pp && gp)) {
         fprintf(stderr, "sarco evaluate: give --pred and --ref, or --list\n\n%s", EVAL_USAGE);
         return CLI_BAD_INPUT;
     }
-    sarco_context_options co;
-    sarco_context_options_init(&co);
-    co.backend = SARCO_BACKEND_CPU;
-    co.threads = threads;
     sarco_context *ctx = NULL;
     char msg[2048];
-    sarco_status s = sarco_context_create_ex(&co, &ctx, msg, sizeof msg);
+    sarco_status s = cli_cpu_context(co.threads, &ctx, msg, sizeof msg);
     if (s != SARCO_OK) return cli_fail(verb, s, msg);
     json_t *root = NULL;
-    grid g;
+    cli_grid g;
     s = list ? eval_list(ctx, list, &o, &root, msg, sizeof msg) : eval_pair(ctx, pp, gp, &o, &root, &g, msg, sizeof msg);
-    int rc = CLI_OK;
-    if (s != SARCO_OK) {
-        rc = cli_fail(verb, s, msg);
-    } else {
-        FILE *f = report ? fopen(report, "w") : stdout;
-        int bad = !f;
-        if (f) {
-            bad = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) != 0;
-            fputc('\n', f);
-            if (report) bad |= fclose(f) != 0;
-        }
-        if (bad) {
-            snprintf(msg, sizeof msg, "cannot write the report to %s", report ? report : "stdout");
-            rc = cli_fail(verb, SARCO_ERR_IO, msg);
-        }
-    }
+    int rc = s != SARCO_OK ? cli_fail(verb, s, msg) : cli_write_json(verb, root, co.report);
     json_decref(root);
     sarco_context_free(ctx);
     return rc;

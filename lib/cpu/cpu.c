@@ -208,6 +208,35 @@ static double *scratch(sarco_backend *be, size_t n) {
     return p;
 }
 
+/* Rows [r0, r1) of instance-norm output with the activation chosen outside the loop, so the
+ * per-channel loop is SIMD code; the arithmetic is sarco_hd_instnorm1's. res advances by rs floats per
+ * row (0: a row of zeros), g/b are full rows (ones/zeros without affine). */
+static void instnorm_apply_rows(const float *x, const float *res, int64_t rs, int64_t r0, int64_t r1, int64_t c,
+                                const float *mean, const float *rstd, const float *g, const float *b, int act,
+                                float alpha, float *y) {
+#define APPLY(expr)                                                                                                \
+    for (int64_t r = r0; r < r1; r++) {                                                                            \
+        const float *xr = x + r * c, *rr = res + r * rs;                                                           \
+        float *yr = y + r * c;                                                                                     \
+        SARCO_HD_SIMD                                                                                              \
+        for (int64_t ch = 0; ch < c; ch++) {                                                                       \
+            float v = sarco_hd_norm1(xr[ch], mean[ch], rstd[ch], g[ch], b[ch]) + rr[ch];                           \
+            yr[ch] = (expr);                                                                                       \
+        }                                                                                                          \
+    }                                                                                                              \
+    break
+    switch (act) {
+    case SARCO_ACT_NONE: APPLY(v);
+    case SARCO_ACT_LEAKY_RELU: APPLY(sarco_hd_leaky(v, alpha));
+    case SARCO_ACT_RELU: APPLY(sarco_hd_act(SARCO_ACT_RELU, 0.0f, v));
+    default: APPLY(sarco_hd_act(act, alpha, v));
+    }
+#undef APPLY
+}
+
+/* One parallel region: each thread takes a fixed range of rows, accumulates one-pass shifted sums
+ * (sarco_hd_instnorm_moments_row), and after one barrier every thread merges the partials into its own
+ * copy of mean/rstd and normalises the same rows it read (still warm in its cache). */
 static sarco_status cpu_instnorm(sarco_backend *be, int64_t n, int64_t s, int64_t c, const float *x,
                                  const float *gamma, const float *beta, float eps, const float *residual,
                                  sarco_act act, float alpha, float *y) {
@@ -217,44 +246,45 @@ static sarco_status cpu_instnorm(sarco_backend *be, int64_t n, int64_t s, int64_
     if (!act_ok(act, alpha)) return BAD(be, "instnorm: activation %d / alpha %g out of range", (int)act, (double)alpha);
     if (n && (!x || !y)) return BAD(be, "instnorm: NULL buffer");
     if ((gamma == NULL) != (beta == NULL)) return BAD(be, "instnorm: gamma and beta must both be given or both NULL");
-    int T = sarco_cpu_of(be)->threads;
-    /* layout: T partial sums of c doubles, mean (c doubles), then mean and rstd as floats (c doubles) */
-    double *part = scratch(be, (size_t)(T + 2) * (size_t)c);
+    if (n == 0) return SARCO_OK;
+    const int T = sarco_cpu_of(be)->threads;
+    /* layout: per thread sum, sumsq, shift (c doubles each) and mean, rstd (c floats each, in c doubles);
+     * then c ones and c zeros (floats, in c doubles) for a missing gamma/beta/residual */
+    double *part = scratch(be, (size_t)(4 * T + 1) * (size_t)c);
     if (!part) return sarco_fail(be->ctx, SARCO_ERR_OUT_OF_MEMORY, "instnorm: scratch for %lld channels", (long long)c);
-    double *mean = part + (size_t)T * c;
-    float *meanf = (float *)(mean + c), *rstdf = meanf + c;
-    for (int64_t b = 0; b < n; b++) {
-        const float *xb = x + b * s * c;
-        const float *rb = residual ? residual + b * s * c : NULL;
-        float *yb = y + b * s * c;
+    float *ones = (float *)(part + (size_t)4 * T * c), *zeros = ones + c;
+    for (int64_t ch = 0; ch < c; ch++) {
+        ones[ch] = 1.0f;
+        zeros[ch] = 0.0f;
+    }
+    const float *g = gamma ? gamma : ones, *bt = beta ? beta : zeros;
+    const int64_t rs = residual ? c : 0;
 #pragma omp parallel num_threads(T) if (s * c >= SARCO_CPU_PAR_MIN)
-        {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            double *acc = part + (size_t)t * c;
-            int64_t s0 = s * t / nt, s1 = s * (t + 1) / nt;
-            memset(acc, 0, (size_t)c * sizeof *acc);
-            sarco_hd_instnorm_sum_rows(xb + s0 * c, s1 - s0, c, acc);
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        double *sum = part + (size_t)4 * t * c, *sq = sum + c, *shift = sq + c;
+        float *mean = (float *)(shift + c), *rstd = mean + c;
+        const int64_t r0 = s * t / nt, r1 = s * (t + 1) / nt;
+        for (int64_t bi = 0; bi < n; bi++) {
+            const float *xb = x + bi * s * c;
+            sarco_hd_instnorm_shift(xb, s, c, shift); /* the same on every thread */
+            memset(sum, 0, (size_t)(2 * c) * sizeof *sum);
+            for (int64_t r = r0; r < r1; r++) sarco_hd_instnorm_moments_row(xb + r * c, c, shift, sum, sq);
 #pragma omp barrier
-#pragma omp single
             for (int64_t ch = 0; ch < c; ch++) {
-                double sum = 0.0;
-                for (int k = 0; k < nt; k++) sum += part[(size_t)k * c + ch];
-                mean[ch] = sum / (double)s;
+                double su = 0.0, q = 0.0;
+                for (int k = 0; k < nt; k++) {
+                    su += part[(size_t)4 * k * c + ch];
+                    q += part[(size_t)4 * k * c + c + ch];
+                }
+                sarco_hd_instnorm_finish(su, q, shift[ch], s, eps, &mean[ch], &rstd[ch]);
             }
-            memset(acc, 0, (size_t)c * sizeof *acc);
-            sarco_hd_instnorm_sqdev_rows(xb + s0 * c, s1 - s0, c, mean, acc);
+            /* the partials are overwritten by the next batch item only after everyone has read them */
+            if (bi + 1 < n) {
 #pragma omp barrier
-#pragma omp single
-            for (int64_t ch = 0; ch < c; ch++) {
-                double q = 0.0;
-                for (int k = 0; k < nt; k++) q += part[(size_t)k * c + ch];
-                meanf[ch] = (float)mean[ch];
-                rstdf[ch] = sarco_hd_rstd((float)(q / (double)s), eps);
             }
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < s; r++)
-                sarco_hd_instnorm_apply_row(xb + r * c, rb ? rb + r * c : NULL, c, meanf, rstdf, gamma, beta, act,
-                                            alpha, yb + r * c);
+            instnorm_apply_rows(xb, residual ? residual + bi * s * c : zeros, rs, r0, r1, c, mean, rstd, g, bt,
+                                act, alpha, y + bi * s * c);
         }
     }
     return SARCO_OK;

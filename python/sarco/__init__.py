@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from ._lib import Context, SarcoError, check, lib
+from ._lib import Context, SarcoError, _Closing, check, lib
 
 __all__ = ["Model", "Context", "SarcoError", "version", "version_number"]
 
@@ -44,7 +44,7 @@ def _shape_arg(shape):
     return (ctypes.c_int64 * len(shape))(*[int(s) for s in shape])
 
 
-class Model:
+class Model(_Closing):
     """A libsarco model file loaded on a backend.
 
     Model(path, backend="cpu", threads=0) creates its own context ("auto", "cpu" or "cuda");
@@ -136,18 +136,6 @@ class Model:
             lib().sarco_model_free(h)
         if ctx is not None:
             ctx.release()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         state = "closed" if self._h is None else self.backend

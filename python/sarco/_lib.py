@@ -153,7 +153,23 @@ def _on_log(user, level, message):
         pass
 
 
-class Context:
+class _Closing:
+    """`with` support and close-on-collection for handle owners that define close()."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Context(_Closing):
     """A sarco_context: one backend, its threads and its error text.
 
     Calls through one Context are serialised with a lock (the error text is per context).
@@ -230,15 +246,3 @@ class Context:
         h, self.handle = self.handle, None
         if h is not None and h.value:
             self._free(h)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -4,7 +4,6 @@ numpy only. Needs the shared library (SARCO_LIBRARY or lib/libsarco.so; `make te
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 
 import sarco  # noqa: E402
 from sarco import metrics, stats  # noqa: E402
+from _testutil import find_cli, nifti1_header  # noqa: E402
 
 DATA = os.path.join(ROOT, "test", "data", "measure")
 KEYS = ["label", "dice", "jaccard", "hd_mm", "hd95_mm", "assd_mm", "ravd_percent", "volume_pred_ml",
@@ -240,36 +240,12 @@ def write_nifti(path, arr, spacing):
     nd = arr.ndim
     dims = [nd] + list(arr.shape[::-1]) + [1] * (7 - nd)
     sp = list(spacing)[::-1]
-    h = bytearray(352)
-    struct.pack_into("<i", h, 0, 348)
-    struct.pack_into("<8h", h, 40, *dims)
-    struct.pack_into("<hh", h, 70, *dt)
-    struct.pack_into("<8f", h, 76, 1.0, *(sp + [1.0] * (7 - nd)))
-    struct.pack_into("<f", h, 108, 352.0)
-    struct.pack_into("<f", h, 112, 1.0)
-    h[123] = 2  # mm
-    struct.pack_into("<hh", h, 252, 0, 1)
     aff = np.zeros((3, 4))
     for a in range(3):
         aff[a, a] = sp[a] if a < nd else 1.0
-    struct.pack_into("<12f", h, 280, *aff.reshape(-1))
-    h[344:348] = b"n+1\0"
     with open(path, "wb") as f:
-        f.write(bytes(h))
+        f.write(nifti1_header(dims, *dt, [1.0] + sp + [1.0] * (7 - nd), aff.reshape(-1)))
         f.write(np.ascontiguousarray(arr).tobytes())
-
-
-def find_cli():
-    cands = [os.environ.get("SARCO_CLI")]
-    so = os.environ.get("SARCO_LIBRARY")
-    if so:
-        d = os.path.dirname(os.path.abspath(so))
-        cands += [os.path.join(d, "sarco"), os.path.join(d, "..", "build", "sarco")]
-    cands.append(os.path.join(ROOT, "build", "sarco"))
-    for c in cands:
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            return c
-    return None
 
 
 class TestCLI(unittest.TestCase):

@@ -15,6 +15,7 @@ import numpy as np
 
 import sarco
 from sarco import pipeline as P
+from _testutil import find_cli, nifti1_header
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 PDATA = os.path.join(ROOT, "test", "data", "pipeline")
@@ -54,35 +55,11 @@ def with_config(src, dst, extra):
 def write_nifti(path, data, affine):
     """A minimal NIfTI-1 (.nii) writer: int16 or float32 data indexed [x, y, z], sform = affine."""
     dt = {np.dtype(np.int16): (4, 16), np.dtype(np.float32): (16, 32)}[data.dtype]
-    h = bytearray(352)
-    struct.pack_into("<i", h, 0, 348)
     dims = [3] + list(data.shape) + [1] * (7 - data.ndim)
-    struct.pack_into("<8h", h, 40, *dims)
-    struct.pack_into("<hh", h, 70, dt[0], dt[1])
     sp = np.sqrt((affine[:3, :3] ** 2).sum(0))
-    struct.pack_into("<8f", h, 76, 1.0, *sp, 0, 0, 0, 0)
-    struct.pack_into("<f", h, 108, 352.0)  # vox_offset
-    struct.pack_into("<f", h, 112, 1.0)    # scl_slope
-    h[123] = 2                              # xyzt_units: mm
-    struct.pack_into("<hh", h, 252, 0, 1)  # qform_code 0, sform_code 1 (scanner)
-    struct.pack_into("<12f", h, 280, *affine[:3, :].reshape(-1))
-    h[344:348] = b"n+1\0"
     with open(path, "wb") as f:
-        f.write(bytes(h))
+        f.write(nifti1_header(dims, dt[0], dt[1], [1.0, *sp, 0, 0, 0, 0], affine[:3, :].reshape(-1)))
         f.write(np.asfortranarray(data).tobytes(order="F"))
-
-
-def find_cli():
-    cands = [os.environ.get("SARCO_CLI")]
-    so = os.environ.get("SARCO_LIBRARY")
-    if so:
-        d = os.path.dirname(os.path.abspath(so))
-        cands += [os.path.join(d, "sarco"), os.path.join(d, "..", "build", "sarco")]
-    cands.append(os.path.join(ROOT, "build", "sarco"))
-    for c in cands:
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            return c
-    return None
 
 
 class PipelineTest(unittest.TestCase):
