@@ -35,11 +35,12 @@ SARCO_HD float sarco_hd_hardswish(float x) {
     return x * t / 6.0f;
 }
 
-/* Leaky ReLU with negative slope alpha (alpha = 0 is ReLU). Both sides are computed so the choice is a
- * select: a product only on one branch may not be speculated (it could trap), which keeps CPU loops scalar. */
+/* Leaky ReLU with negative slope alpha (alpha = 0 is ReLU; alpha must be finite, as the ops check).
+ * Written as pos + alpha neg with two selects of existing values: a product on one branch only may not
+ * be speculated under -ftrapping-math, which kept CPU loops scalar. Exact: one side is always 0. */
 SARCO_HD float sarco_hd_leaky(float x, float alpha) {
-    const float neg = alpha * x;
-    return x >= 0.0f ? x : neg;
+    const float pos = x > 0.0f ? x : 0.0f, neg = x > 0.0f ? 0.0f : x;
+    return pos + alpha * neg;
 }
 
 /* Applies activation `act` (a sarco_act value); alpha is the leaky slope, ignored otherwise. */

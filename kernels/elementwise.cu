@@ -44,11 +44,14 @@ static sarco_status bad(sarco_backend *be, const char *op) {
     return sarco_fail(be->ctx, SARCO_ERR_INVALID_ARGUMENT, "cuda %s: NULL buffer, negative size or unknown mode", op);
 }
 
-static int act_ok(sarco_act act) { return act >= SARCO_ACT_NONE && act < SARCO_ACT_COUNT; }
+/* as the CPU backend: a known activation and a finite slope (the branch-free LeakyReLU needs one) */
+static int act_ok(sarco_act act, float alpha) {
+    return act >= SARCO_ACT_NONE && act < SARCO_ACT_COUNT && isfinite(alpha);
+}
 
 sarco_status sarco_cu_bias_act(sarco_backend *be, int64_t rows, int64_t c, float *y, const float *bias,
                                const float *res, sarco_act act, float alpha) {
-    if (!y || rows < 0 || c < 1 || !act_ok(act)) return bad(be, "bias_act");
+    if (!y || rows < 0 || c < 1 || !act_ok(act, alpha)) return bad(be, "bias_act");
     int64_t total = rows * c;
     if (total == 0) return SARCO_OK;
     k_bias_act<<<sarco_cu_blocks(total, SARCO_CU_THREADS), SARCO_CU_THREADS, 0, sarco_cu_of(be)->stream>>>(
@@ -58,7 +61,7 @@ sarco_status sarco_cu_bias_act(sarco_backend *be, int64_t rows, int64_t c, float
 }
 
 sarco_status sarco_cu_act(sarco_backend *be, sarco_act act, float alpha, int64_t n, const float *x, float *y) {
-    if (!x || !y || n < 0 || !act_ok(act)) return bad(be, "act");
+    if (!x || !y || n < 0 || !act_ok(act, alpha)) return bad(be, "act");
     if (n == 0) return SARCO_OK;
     SARCO_CU_ENTER(be);
     k_act<<<sarco_cu_blocks(n, SARCO_CU_THREADS), SARCO_CU_THREADS, 0, sarco_cu_of(be)->stream>>>(n, x, y, (int)act,
@@ -100,7 +103,7 @@ sarco_status sarco_cu_binary(sarco_backend *be, sarco_binop op, const sarco_bcas
 
 sarco_status sarco_cu_channel_affine(sarco_backend *be, int64_t rows, int64_t c, const float *x, const float *scale,
                                      const float *shift, sarco_act act, float alpha, float *y) {
-    if (!x || !y || rows < 0 || c < 1 || !act_ok(act)) return bad(be, "channel_affine");
+    if (!x || !y || rows < 0 || c < 1 || !act_ok(act, alpha)) return bad(be, "channel_affine");
     int64_t total = rows * c;
     if (total == 0) return SARCO_OK;
     SARCO_CU_ENTER(be);

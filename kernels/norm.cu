@@ -105,7 +105,7 @@ __global__ void k_inorm_apply(int64_t total, int64_t s, int64_t c, const float *
 sarco_status sarco_cu_instnorm(sarco_backend *be, int64_t n, int64_t s, int64_t c, const float *x, const float *gamma,
                                const float *beta, float eps, const float *residual, sarco_act act, float alpha,
                                float *y) {
-    if (!x || !y || n < 0 || s < 1 || c < 1 || !(eps >= 0.0f) || act < SARCO_ACT_NONE || act >= SARCO_ACT_COUNT ||
+    if (!x || !y || n < 0 || s < 1 || c < 1 || !(eps >= 0.0f) || act < SARCO_ACT_NONE || act >= SARCO_ACT_COUNT || !isfinite(alpha) ||
         n > 65535 || (c + NORM_THREADS - 1) / NORM_THREADS > 65535)
         return sarco_fail(be->ctx, SARCO_ERR_INVALID_ARGUMENT, "cuda instnorm: N %lld, S %lld, C %lld, eps %g, act %d",
                           (long long)n, (long long)s, (long long)c, (double)eps, (int)act);

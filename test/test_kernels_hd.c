@@ -247,6 +247,44 @@ static void test_instnorm_edges(void **state) {
     near("affine", 2, sarco_hd_affine1(2.0f, 3.0f, 1.0f, SARCO_ACT_NONE, 0), 7, 0, 0);
 }
 
+/* The CPU's one-pass shifted statistics agree with the two-pass double ones, even at mean/std ~ 1e5
+ * (where an unshifted E[x^2] - E[x]^2 has no digits left) and with row ranges split as threads do. */
+static void test_instnorm_one_pass(void **state) {
+    (void)state;
+    uint64_t rng = 11;
+    const int64_t S = 3001, C = 5;
+    const double offsets[3] = {0.0, 10.0, 1e4}, spreads[3] = {1.0, 1.0, 0.1};
+    float *v = malloc((size_t)(S * C) * sizeof *v);
+    for (int k = 0; k < 3; k++) {
+        for (int64_t i = 0; i < S * C; i++) v[i] = (float)(offsets[k] + spreads[k] * (urand(&rng) - 0.5));
+        v[3] = (float)(offsets[k] + 50 * spreads[k]); /* an outlier among the rows the shift is taken from */
+        double shift[5], sum[5] = {0}, sq[5] = {0};
+        sarco_hd_instnorm_shift(v, S, C, shift);
+        for (int64_t r = 0; r < 1000; r++) sarco_hd_instnorm_moments_row(v + r * C, C, shift, sum, sq);
+        for (int64_t r = 1000; r < S; r++) sarco_hd_instnorm_moments_row(v + r * C, C, shift, sum, sq);
+        for (int64_t ch = 0; ch < C; ch++) {
+            float m1, r1, m2, r2;
+            sarco_hd_instnorm_stats(v, S, C, ch, 1e-5f, &m1, &r1);
+            sarco_hd_instnorm_finish(sum[ch], sq[ch], shift[ch], S, 1e-5f, &m2, &r2);
+            near("one-pass mean", offsets[k], m2, m1, 1e-7, 0);
+            near("one-pass rstd", offsets[k], r2, r1, 2e-6, 0);
+        }
+    }
+    free(v);
+    /* S = 1: variance 0, the mean is the value */
+    double shift1, s1 = 0, q1 = 0;
+    float one = -3.5f, m, r;
+    sarco_hd_instnorm_shift(&one, 1, 1, &shift1);
+    sarco_hd_instnorm_moments_row(&one, 1, &shift1, &s1, &q1);
+    sarco_hd_instnorm_finish(s1, q1, shift1, 1, 1e-5f, &m, &r);
+    assert_true(m == -3.5f && r == 1.0f / sqrtf(1e-5f));
+    /* the select-form leaky ReLU is exact on both sides and passes NaN and infinities */
+    assert_true(sarco_hd_leaky(3.0f, 0.01f) == 3.0f && sarco_hd_leaky(-2.0f, 0.01f) == -2.0f * 0.01f);
+    assert_true(sarco_hd_leaky(0.0f, 0.01f) == 0.0f && sarco_hd_leaky(-0.0f, 0.01f) == 0.0f);
+    assert_true(isnan(sarco_hd_leaky(NAN, 0.01f)));
+    assert_true(sarco_hd_leaky(INFINITY, 0.01f) == INFINITY && sarco_hd_leaky(-INFINITY, 0.01f) == -INFINITY);
+}
+
 static void test_pool_edges(void **state) {
     (void)state;
     /* 1D-like 2D pool: input (1, 5), C = 2, values x = 1..5 in channel 0 and -x in channel 1 */
@@ -327,6 +365,7 @@ int main(void) {
         cmocka_unit_test(test_activations),   cmocka_unit_test(test_binary_maps),
         cmocka_unit_test(test_softmax_lines), cmocka_unit_test(test_layernorm_rows),
         cmocka_unit_test(test_moments),       cmocka_unit_test(test_instnorm_edges),
+        cmocka_unit_test(test_instnorm_one_pass),
         cmocka_unit_test(test_pool_edges),    cmocka_unit_test(test_layout_maps),
     };
     return cmocka_run_group_tests_name("kernels_hd", tests, NULL, NULL);

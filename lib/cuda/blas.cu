@@ -70,7 +70,7 @@ sarco_status sarco_cu_linear_prepare(sarco_backend *be, const sarco_linear_desc 
         return sarco_fail(be->ctx, SARCO_ERR_INVALID_ARGUMENT, "cuda linear_prepare: NULL argument");
     *out = NULL;
     if (d->in_features < 1 || d->out_features < 1 || !fits_int(d->in_features) || !fits_int(d->out_features) ||
-        d->act < SARCO_ACT_NONE || d->act >= SARCO_ACT_COUNT)
+        d->act < SARCO_ACT_NONE || d->act >= SARCO_ACT_COUNT || !isfinite(d->alpha))
         return sarco_fail(be->ctx, SARCO_ERR_INVALID_ARGUMENT, "cuda linear_prepare: %lld -> %lld features, act %d",
                           (long long)d->in_features, (long long)d->out_features, (int)d->act);
     SARCO_CU_ENTER(be);

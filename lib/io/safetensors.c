@@ -70,6 +70,18 @@ static uint32_t half_bits_to_f32_bits(uint16_t h) {
     return sign | ((exp + 112u) << 23) | (man << 13);
 }
 
+const float *sarco_st_f32_view(const sarco_st_file *f, const sarco_st_tensor *t) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (!f || !t || t->dtype != SARCO_ST_F32) return NULL;
+    const uint8_t *p = f->buf + f->data_start + t->begin;
+    return ((uintptr_t)p % _Alignof(float)) == 0 ? (const float *)(const void *)p : NULL;
+#else
+    (void)f;
+    (void)t;
+    return NULL;
+#endif
+}
+
 void sarco_st_to_f32(const sarco_st_file *f, const sarco_st_tensor *t, float *out) {
     if (!f || !t || !out) return;
     const uint8_t *p = f->buf + f->data_start + t->begin;

@@ -50,6 +50,9 @@ SARCO_INTERNAL const char *sarco_st_dtype_name(sarco_st_dtype d);
 /* Converts a tensor to float32 (from any float or integer dtype) into out[numel]; copies, never
  * casts the file's bytes, so unaligned data is fine. */
 SARCO_INTERNAL void sarco_st_to_f32(const sarco_st_file *f, const sarco_st_tensor *t, float *out);
+/* The tensor's values in place (valid until sarco_st_close) when the file holds them as 4-byte aligned
+ * float32 on a little-endian host, so a loader can skip the copy; NULL otherwise (use sarco_st_to_f32). */
+SARCO_INTERNAL const float *sarco_st_f32_view(const sarco_st_file *f, const sarco_st_tensor *t);
 
 /* ---- what a model expects ---- */
 

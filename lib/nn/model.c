@@ -142,6 +142,11 @@ sarco_status sarco_model_forward(sarco_context *ctx, sarco_model *m, int ndim, c
         return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
                           "sarco_model_forward: y holds %zu floats, the output needs %lld", y_count, (long long)nout);
     sarco_backend *be = ctx->be;
+    /* CPU backend memory is host memory: run on the caller's buffers unless they overlap */
+    const char *xb = (const char *)x, *yb = (const char *)y;
+    if (sarco_context_backend(ctx) == SARCO_BACKEND_CPU &&
+        (yb + (size_t)nout * sizeof(float) <= xb || xb + (size_t)nin * sizeof(float) <= yb))
+        return m->arch->forward(ctx, m->state, ndim, in, x, y);
     void *dx = NULL, *dy = NULL;
     s = be->ops->alloc(be, (size_t)nin * sizeof(float), &dx);
     if (s == SARCO_OK) s = be->ops->alloc(be, (size_t)nout * sizeof(float), &dy);

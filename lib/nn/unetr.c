@@ -73,7 +73,8 @@ typedef struct unetr_ws {
     float *mlp;        /* (N, L, mlp_dim) */
     float *skip[3];    /* hidden_states_out[3], [6], [9] */
     float *enc1, *enc2, *enc3, *enc4, *dec;
-    float *up, *cat, *a, *b, *c; /* decoder scratch; cat also takes the (N, S, out) logits at the end */
+    float *cat, *a, *b; /* decoder scratch; cat also takes the encoders' upsampled maps and, at the end,
+                         * the (N, S, out) logits */
 } unetr_ws;
 
 typedef struct unetr {
@@ -130,9 +131,9 @@ static sarco_status attention_forward(sarco_backend *be, const unetr *u, const f
     return be->ops->gemm(be, &pv, prob, qkv + 2 * H, out);
 }
 
-/* UnetResBlock / UnetBasicBlock: x (N, sp, cin) -> y (N, sp, cout); a, b, c are scratch maps. */
+/* UnetResBlock / UnetBasicBlock: x (N, sp, cin) -> y (N, sp, cout); a, b are scratch maps. */
 static sarco_status block_forward(sarco_backend *be, const unetr *u, const unet_block *k, int64_t n,
-                                  const int64_t *sp, const float *x, float *a, float *b, float *c, float *y) {
+                                  const int64_t *sp, const float *x, float *a, float *b, float *y) {
     const sarco_backend_ops *op = be->ops;
     if (u->batch_norm) {
         /* the convs hold the folded BatchNorm, the LeakyReLU, and (conv2) the residual add */
@@ -156,15 +157,16 @@ static sarco_status block_forward(sarco_backend *be, const unetr *u, const unet_
         res = x;
         if (k->conv3) {
             TRY(op->conv_run(be, k->conv3, n, sp, x, NULL, b));
-            TRY(op->instnorm(be, n, s, k->cout, b, k->g3, k->b3, u->eps, NULL, SARCO_ACT_NONE, 0.0f, c));
-            res = c;
+            TRY(op->instnorm(be, n, s, k->cout, b, k->g3, k->b3, u->eps, NULL, SARCO_ACT_NONE, 0.0f, b)); /* in place */
+            res = b;
         }
     }
     /* lrelu(norm2(a) [+ res]) */
     return op->instnorm(be, n, s, k->cout, a, k->g2, k->b2, u->eps, res, SARCO_ACT_LEAKY_RELU, UNETR_SLOPE, y);
 }
 
-/* UnetrPrUpBlock: z (N, feat, hidden) -> y (N, feat 2^(1 + nlayer), cout) */
+/* UnetrPrUpBlock: z (N, feat, hidden) -> y (N, feat 2^(1 + nlayer), cout). The upsampled map goes to
+ * cat, which the decoder only needs later (and the block reads it to the end, as its residual). */
 static sarco_status prup_forward(sarco_backend *be, const unetr *u, const prup_block *p, int64_t n, const float *z,
                                  float *y) {
     const unetr_ws *w = &u->ws;
@@ -172,28 +174,29 @@ static sarco_status prup_forward(sarco_backend *be, const unetr *u, const prup_b
     TRY(be->ops->conv_run(be, p->init, n, sp, z, NULL, y));
     for (int i = 0; i < u->nsp; i++) sp[i] *= 2;
     for (int l = 0; l < p->nlayer; l++) {
-        TRY(be->ops->conv_run(be, p->up[l], n, sp, y, NULL, w->up));
+        TRY(be->ops->conv_run(be, p->up[l], n, sp, y, NULL, w->cat));
         for (int i = 0; i < u->nsp; i++) sp[i] *= 2;
         if (u->conv_block)
-            TRY(block_forward(be, u, &p->blk[l], n, sp, w->up, w->a, w->b, w->c, y));
+            TRY(block_forward(be, u, &p->blk[l], n, sp, w->cat, w->a, w->b, y));
         else
-            TRY(be->ops->copy(be, y, w->up, (size_t)(n * prod(sp, u->nsp) * p->cout) * sizeof(float)));
+            TRY(be->ops->copy(be, y, w->cat, (size_t)(n * prod(sp, u->nsp) * p->cout) * sizeof(float)));
     }
     return SARCO_OK;
 }
 
-/* UnetrUpBlock: x (N, sp, cin) -> transposed conv (N, 2 sp, cout), cat [up, skip], block -> y.
- * y may be x: x is consumed by the transposed conv before the block writes y. */
+/* UnetrUpBlock: x (N, sp, cin) -> transposed conv (N, 2 sp, cout) into a, cat [a, skip], block -> y.
+ * y may be x: x is consumed by the transposed conv before the block writes y; a is free again once
+ * the concat has copied it. */
 static sarco_status up_forward(sarco_backend *be, const unetr *u, const up_block *b, int64_t n, const int64_t *sp_in,
                                const float *x, const float *skip, float *y) {
     const unetr_ws *w = &u->ws;
     int64_t sp[3] = {1, 1, 1};
     for (int i = 0; i < u->nsp; i++) sp[i] = 2 * sp_in[i];
-    TRY(be->ops->conv_run(be, b->up, n, sp_in, x, NULL, w->up));
-    const float *parts[2] = {w->up, skip};
+    TRY(be->ops->conv_run(be, b->up, n, sp_in, x, NULL, w->a));
+    const float *parts[2] = {w->a, skip};
     const int64_t sizes[2] = {b->cout, b->cout};
     TRY(be->ops->concat(be, 2, parts, sizes, n * prod(sp, u->nsp), 1, w->cat));
-    return block_forward(be, u, &b->blk, n, sp, w->cat, w->a, w->b, w->c, y);
+    return block_forward(be, u, &b->blk, n, sp, w->cat, w->a, w->b, y);
 }
 
 static sarco_status workspace(sarco_context *ctx, unetr *u, int64_t n);
@@ -245,7 +248,7 @@ static sarco_status unetr_forward(sarco_context *ctx, void *state, int ndim, con
     TRY(op->layernorm(be, n * L, H, w->tok, u->norm_w, u->norm_b, UNETR_LN_EPS, w->h)); /* vit.norm */
 
     /* ---- CNN encoders: on the input, and on the hidden states seen as (N, feat, H) maps ---- */
-    TRY(block_forward(be, u, &u->enc1, n, u->img, w->x, w->a, w->b, w->c, w->enc1)); /* (N, S, fs) */
+    TRY(block_forward(be, u, &u->enc1, n, u->img, w->x, w->a, w->b, w->enc1)); /* (N, S, fs) */
     TRY(prup_forward(be, u, &u->enc2, n, w->skip[0], w->enc2)); /* (N, 8 feat, 2 fs) */
     TRY(prup_forward(be, u, &u->enc3, n, w->skip[1], w->enc3)); /* (N, 4 feat, 4 fs) */
     TRY(prup_forward(be, u, &u->enc4, n, w->skip[2], w->enc4)); /* (N, 2 feat, 8 fs) */
@@ -271,7 +274,7 @@ static sarco_status unetr_forward(sarco_context *ctx, void *state, int ndim, con
 static void ws_free(sarco_backend *be, unetr_ws *w) {
     float **all[] = {&w->x, &w->patches, &w->tok, &w->tok2, &w->h, &w->qkv, &w->att, &w->prob, &w->heads,
                      &w->mlp, &w->skip[0], &w->skip[1], &w->skip[2], &w->enc1, &w->enc2, &w->enc3, &w->enc4,
-                     &w->dec, &w->up, &w->cat, &w->a, &w->b, &w->c};
+                     &w->dec, &w->cat, &w->a, &w->b};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (*all[i] && be) be->ops->free(be, *all[i]);
         *all[i] = NULL;
@@ -333,11 +336,9 @@ static sarco_status workspace(sarco_context *ctx, unetr *u, int64_t n) {
     ws_buf(ctx, mul3(n, v[2], 4 * fs), &w->enc3, &s);
     ws_buf(ctx, mul3(n, v[1], 8 * fs), &w->enc4, &s);
     ws_buf(ctx, fmax, &w->dec, &s);
-    ws_buf(ctx, fmax, &w->up, &s);
     ws_buf(ctx, catmax, &w->cat, &s);
     ws_buf(ctx, fmax, &w->a, &s);
     ws_buf(ctx, fmax, &w->b, &s);
-    ws_buf(ctx, fmax, &w->c, &s);
     if (s != SARCO_OK) {
         ws_free(ctx->be, w);
         return s;
@@ -373,13 +374,18 @@ typedef struct walker {
     sarco_status s;          /* first failure of PASS_LOAD */
 } walker;
 
-/* a tensor's values as float32 on the host; NULL (and wk->s set) on failure */
-static float *host_tensor(walker *wk, const char *name, size_t *bytes) {
+/* a tensor's values as float32 on the host; NULL (and wk->s set) on failure. Unless `writable`, the
+ * values may be the file's own bytes (then *bytes = 0: nothing to free), which saves a copy of the
+ * whole model at load. */
+static float *host_tensor_rw(walker *wk, const char *name, size_t *bytes, int writable) {
     const sarco_st_tensor *t = sarco_st_find(wk->st, name);
+    *bytes = 0;
     if (!t) {
         wk->s = sarco_fail(wk->ctx, SARCO_ERR_INTERNAL, "UNETR: %s vanished after the check", name);
         return NULL;
     }
+    const float *view = writable ? NULL : sarco_st_f32_view(wk->st, t);
+    if (view) return (float *)view; /* never written: put_host leaves it alone */
     *bytes = (size_t)(t->numel ? t->numel : 1) * sizeof(float);
     float *p = sarco_ctx_malloc(wk->ctx, *bytes, name);
     if (!p) {
@@ -390,7 +396,12 @@ static float *host_tensor(walker *wk, const char *name, size_t *bytes) {
     return p;
 }
 
-static void put_host(walker *wk, float *p, size_t bytes) { sarco_ctx_free(wk->ctx, p, bytes); }
+static float *host_tensor(walker *wk, const char *name, size_t *bytes) { return host_tensor_rw(wk, name, bytes, 0); }
+
+/* gives back a host_tensor (bytes = 0: a view of the file, not ours) */
+static void put_host(walker *wk, float *p, size_t bytes) {
+    if (bytes) sarco_ctx_free(wk->ctx, p, bytes);
+}
 
 /* A parameter kept as a backend buffer (LayerNorm/InstanceNorm affine, position embeddings). */
 static void w_param(walker *wk, float **dst, const int64_t *shape, int ndim, const char *name) {
@@ -405,7 +416,7 @@ static void w_param(walker *wk, float **dst, const int64_t *shape, int ndim, con
     }
     if (wk->s != SARCO_OK) return;
     size_t bytes = 0;
-    float *h = host_tensor(wk, name, &bytes);
+    float *h = host_tensor_rw(wk, name, &bytes, 1); /* a copy, so bytes is its size (params are small) */
     if (!h) return;
     sarco_backend *be = wk->ctx->be;
     void *d = NULL;
@@ -506,7 +517,7 @@ static void w_conv(walker *wk, sarco_conv **dst, int transposed, int64_t cin, in
         d.out_pad[i] = 0; /* get_output_padding: 2 pad + s - k, 0 for k = s = 2 */
     }
     size_t wbytes = 0, bbytes = 0;
-    float *w = host_tensor(wk, wn, &wbytes);
+    float *w = host_tensor_rw(wk, wn, &wbytes, fold); /* folding scales w in place */
     float *b = NULL;
     if (w && bias) b = host_tensor(wk, bn, &bbytes);
     if (w && fold) {
@@ -517,17 +528,17 @@ static void w_conv(walker *wk, sarco_conv **dst, int transposed, int64_t cin, in
     if (b && fold) {
         char nm[NAME_MAX_LEN];
         float *ga = NULL, *be_ = NULL, *mean = NULL, *var = NULL;
-        size_t cb = 0;
+        size_t cb[4] = {0, 0, 0, 0}; /* per tensor: each may be a view or a copy */
         if (u->norm_affine) {
             tname(nm, "%s.weight", norm);
-            ga = host_tensor(wk, nm, &cb);
+            ga = host_tensor(wk, nm, &cb[0]);
             tname(nm, "%s.bias", norm);
-            be_ = ga ? host_tensor(wk, nm, &cb) : NULL;
+            be_ = ga ? host_tensor(wk, nm, &cb[1]) : NULL;
         }
         tname(nm, "%s.running_mean", norm);
-        mean = wk->s == SARCO_OK ? host_tensor(wk, nm, &cb) : NULL;
+        mean = wk->s == SARCO_OK ? host_tensor(wk, nm, &cb[2]) : NULL;
         tname(nm, "%s.running_var", norm);
-        var = mean ? host_tensor(wk, nm, &cb) : NULL;
+        var = mean ? host_tensor(wk, nm, &cb[3]) : NULL;
         if (var) {
             const int64_t per = prod(&shape[1], 1 + nsp); /* weights per output channel: (cout, cin, k...) */
             for (int64_t o = 0; o < cout; o++) {
@@ -536,10 +547,10 @@ static void w_conv(walker *wk, sarco_conv **dst, int transposed, int64_t cin, in
                 for (int64_t j = 0; j < per; j++) w[o * per + j] = (float)(w[o * per + j] * sc);
             }
         }
-        put_host(wk, ga, cb);
-        put_host(wk, be_, cb);
-        put_host(wk, mean, cb);
-        put_host(wk, var, cb);
+        put_host(wk, ga, cb[0]);
+        put_host(wk, be_, cb[1]);
+        put_host(wk, mean, cb[2]);
+        put_host(wk, var, cb[3]);
     }
     if (w && wk->s == SARCO_OK) wk->s = be->ops->conv_prepare(be, &d, transposed, w, b, dst);
     put_host(wk, w, wbytes);
