@@ -2,8 +2,8 @@
 """Trains the demo thigh UNETR on synthetic phantoms with MONAI on the CPU, converts it with
 sarco.convert and records its held-out scores. Needs torch + MONAI (the reference environment):
 
-    /opt/refenv/bin/python tools/train_demo.py                 # about 25 minutes on 2 cores
-    /opt/refenv/bin/python tools/train_demo.py --steps 900     # a fixed number of steps instead
+    /opt/refenv/bin/python tools/train_demo.py                 # about 27 minutes on 2 cores
+    /opt/refenv/bin/python tools/train_demo.py --steps 1500    # a fixed number of steps instead
 
 Writes weights/demo_thigh_unetr.safetensors (the sarco.config inside carries the pipeline settings
 below and a "training" entry with the numbers of this run). The model card is weights/README.md.
@@ -17,6 +17,13 @@ exactly as libsarco's pipeline applies them (docs/pipeline.md); training crops a
 from the preprocessed volume padded the way sliding_window_inference pads it. Labels are taken to
 the model grid by resampling their one-hot maps bilinearly and taking the argmax (less aliasing
 than nearest). monai_segment() is the inference path test/gen_demo_reference.py uses too.
+
+Training: 64 phantoms (seeds 0..63, drawn grids), one 96 x 96 x 16 crop per step, DiceCELoss,
+AdamW with a high peak learning rate (1.5e-2; 30 warm-up steps, then cosine to 0) and gradient
+clipping at 1. On this small UNETR and a budget of about a thousand steps, a high rate matters most:
+after 300 steps the training loss was 1.41 at 1e-3, 0.55 at 3e-3, 0.27 at 6e-3, 0.18 at 1e-2 and
+0.13 at 2e-2 (12 phantoms); with 12 phantoms the validation Dice stayed near 0.75 (over-fitting),
+hence 64.
 """
 import argparse
 import json
@@ -46,7 +53,7 @@ CONFIG = {
     "description": "libsarco demonstration model: UNETR trained on synthetic thigh CT phantoms "
                    "(python/sarco/phantom.py). Not a clinical model; see weights/README.md.",
 }
-TRAIN_SEEDS = list(range(0, 24))
+TRAIN_SEEDS = list(range(0, 64))
 VAL_SEEDS = list(range(500, 504))
 OUT = os.path.join(ROOT, "weights", "demo_thigh_unetr.safetensors")
 
@@ -207,9 +214,9 @@ def train(data, steps, minutes, lr, batch, seed, log):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--minutes", type=float, default=25.0, help="training time budget (learning-rate schedule)")
+    ap.add_argument("--minutes", type=float, default=23.0, help="training time budget (learning-rate schedule)")
     ap.add_argument("--steps", type=int, default=0, help="a fixed number of steps instead of --minutes")
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=1.5e-2)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)

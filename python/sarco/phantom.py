@@ -14,7 +14,7 @@ septa. The compartments are the cells of a power diagram around the femur whose 
 z, computed in smoothly warped coordinates, so every boundary is a smooth curved surface.
 
 Random per seed: thigh size, ellipticity, outline harmonics, taper and tilt along z, in-plane
-rotation (+-25 degrees) and position in the field of view; fat thickness; femur size, position and
+rotation (+-12 degrees) and position in the field of view; fat thickness; femur size, position and
 cortex thickness; the compartment seeds and the warp; tissue HU (muscle means 28..55 HU, fat about
 -100 HU, cortex 1100..1500 HU); the point-spread function; the noise level (8..18 HU, spatially
 correlated). Without an explicit grid, the spacing is anisotropic (in-plane 0.65..1.0 mm, slices
@@ -54,6 +54,8 @@ HELD_OUT = {"seed": 1000, "shape": (192, 192, 48), "spacing": (0.8, 0.8, 2.5)}
 # tissue codes on the supersampled grid
 _AIR, _SKIN, _FAT, _SEPTUM, _CORTEX, _MARROW = 0, 7, 8, 9, 10, 11  # 1..6 are the muscles
 _NT = 12
+# septum width factor per compartment: rectus femoris lies in its own fascial sheath with fat around it
+_SHEATH = np.array([1.7, 1.0, 1.0, 1.0, 1.0, 1.0])
 _TISSUE_LABEL = np.array([0, 1, 2, 3, 4, 5, 6, 0, 0, 0, 7, 7], dtype=np.int64)
 _NL = len(CLASSES)
 
@@ -136,7 +138,7 @@ def _params(rng, spacing, shape):
     P["harm"] = [(h, rng.uniform(0, 0.025), rng.uniform(0, 2 * np.pi), rng.uniform(-0.01, 0.01)) for h in (2, 3, 4)]
     P["taper"] = rng.uniform(0.0, 0.04)      # relative growth of the section per 100 mm towards superior
     P["tilt"] = rng.uniform(-0.05, 0.05, size=2)  # mm of in-plane drift per mm along z
-    P["rot"] = np.deg2rad(rng.uniform(-25.0, 25.0))
+    P["rot"] = np.deg2rad(rng.uniform(-12.0, 12.0))
     P["skin"] = rng.uniform(1.2, 2.2)
     P["fat"] = rng.uniform(5.0, 14.0)
     P["fat_harm"] = [(h, rng.uniform(0, 0.2), rng.uniform(0, 2 * np.pi)) for h in (1, 2, 3)]
@@ -145,8 +147,8 @@ def _params(rng, spacing, shape):
     P["femur_ecc"] = rng.uniform(0.9, 1.1)
     P["cortex"] = rng.uniform(3.5, 6.0)
     seeds = _SEEDS.copy()
-    seeds[:, 0] += rng.normal(0, 5.0, size=6)
-    seeds[:, 1] += rng.normal(0, 0.04, size=6)
+    seeds[:, 0] += rng.normal(0, 4.0, size=6)
+    seeds[:, 1] += rng.normal(0, 0.03, size=6)
     P["seeds"] = seeds
     P["seed_drift"] = np.stack([rng.uniform(2, 6, 6), rng.uniform(150, 400, 6), rng.uniform(0, 2 * np.pi, 6),
                                 rng.uniform(0.01, 0.04, 6)], 1)
@@ -253,7 +255,8 @@ def _tissue(P, x, y, z):
         cols = np.arange(pu.size)
         sep = np.hypot(su[k1] - su[k2], sv[k1] - sv[k2])
         db = (d2[k2, cols] - d2[k1, cols]) / (2.0 * sep)  # distance to the radical axis
-        t[m] = np.where(db < 0.5 * P["septum"], _SEPTUM, k1 + 1).astype(np.uint8)
+        width = P["septum"] * np.maximum(_SHEATH[k1], _SHEATH[k2])
+        t[m] = np.where(db < 0.5 * width, _SEPTUM, k1 + 1).astype(np.uint8)
     t[bone] = _CORTEX
     t[bone & (rf < R - P["cortex"] * scale)] = _MARROW
     t[~inside] = _AIR

@@ -68,7 +68,7 @@ class Phantom(unittest.TestCase):
     def test_anatomy(self):
         lab = self.p.labels
         c = {l: np.argwhere(lab == l).mean(0) for l in range(1, 8)}
-        # a right thigh in RAS: lateral is -x, anterior +y (rotation is at most 25 degrees)
+        # a right thigh in RAS: lateral is -x, anterior +y (rotation is at most 12 degrees)
         self.assertLess(c[2][0], c[4][0])   # vastus lateralis lateral to vastus medialis
         self.assertGreater(c[1][1], c[6][1])  # rectus femoris anterior to the hamstrings
         self.assertGreater(c[1][1], c[3][1])  # ... and superficial to vastus intermedius
