@@ -9,9 +9,10 @@ loads its tensors, writes the held-out phantom (python/sarco/phantom.py HELD_OUT
 NIfTI the test writes, reads it back with nibabel as a MONAI user would, and runs MONAI's transforms,
 sliding_window_inference (float32, the model's roi/overlap/mode), argmax and the inverse Spacing
 (tools/train_demo.py monai_segment). Writes test/data/demo/monai_seed<seed>.npz: the label map
-(uint8, compressed), a fingerprint of the phantom (so the test notices a changed generator) and
-MONAI's own Dice and volume errors.
+(uint8, compressed), fingerprints of the phantom and the model file (so the test notices a
+changed generator or retrained weights) and MONAI's own Dice and volume errors.
 """
+import hashlib
 import json
 import os
 import sys
@@ -30,6 +31,11 @@ from sarco import phantom, safetensors  # noqa: E402
 
 MODEL = os.path.join(ROOT, "weights", "demo_thigh_unetr.safetensors")
 OUT = os.path.join(ROOT, "test", "data", "demo")
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def load_model(path=MODEL):
@@ -63,6 +69,7 @@ def main():
     np.savez_compressed(
         out, labels=lab.astype(np.uint8), seed=p.seed, shape=np.array(h["shape"]), spacing=np.array(h["spacing"]),
         image_sum=np.int64(p.image.astype(np.int64).sum()),
+        model_sha256=np.str_(_sha256(MODEL)),
         label_counts=np.bincount(p.labels.reshape(-1), minlength=len(phantom.CLASSES)).astype(np.int64),
         dice=np.array([sc[phantom.CLASSES[l]]["dice"] for l in phantom.MUSCLES]),
         volume_error_percent=np.array([sc[phantom.CLASSES[l]]["error_percent"] for l in phantom.MUSCLES]))

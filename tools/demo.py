@@ -3,6 +3,7 @@
 true, and Dice per muscle.
 
     PYTHONPATH=python SARCO_LIBRARY=lib/libsarco.so python3 tools/demo.py [--seed N] [--cli build/sarco]
+    PYTHONPATH=python SARCO_LIBRARY=lib/libsarco.so python3 tools/demo.py --survey 1000..1011
 
 Steps: generate the phantom (python/sarco/phantom.py; seed 1000 unless --seed, never a training
 seed), write it as NIfTI (int16 HU) with its true label map, run the command-line tool on it exactly
@@ -34,6 +35,33 @@ def _rel(path):
     return path if r.startswith("..") else r
 
 
+def survey(model, seeds, backend):
+    """Mean and worst muscle Dice, mean and worst |volume error| and femur Dice for each seed."""
+    import tempfile
+    h = phantom.HELD_OUT
+    print(f"{'seed':>5} {'mean Dice':>10} {'min Dice':>9} {'mean |err| %':>13} {'max |err| %':>12} {'femur Dice':>11}"
+          "   volume error % per muscle (RF VL VI VM AD HS)")
+    worst = []
+    with sarco.Model(model, backend=backend) as m, tempfile.TemporaryDirectory() as d:
+        for seed in seeds:
+            p = phantom.generate(seed, h["shape"], h["spacing"])
+            path = os.path.join(d, "ct.nii")
+            phantom.write_nifti(path, p.image, p.affine, dtype=np.int16)
+            lab = np.asarray(m.segment(sarco.load_image(path)).data)
+            ev = sarco.evaluate(lab, p.labels, spacing=p.spacing, labels=list(range(1, len(phantom.CLASSES))))
+            vv = phantom.voxel_volume_ml(p.affine)
+            err = [100.0 * (np.count_nonzero(lab == l) * vv - p.volumes_ml[phantom.CLASSES[l]])
+                   / p.volumes_ml[phantom.CLASSES[l]] for l in phantom.MUSCLES]
+            dice = [ev[l]["dice"] for l in phantom.MUSCLES]
+            worst.append(np.max(np.abs(err)))
+            print(f"{seed:>5} {np.mean(dice):>10.3f} {np.min(dice):>9.3f} {np.mean(np.abs(err)):>13.2f} "
+                  f"{np.max(np.abs(err)):>12.2f} {ev[7]['dice']:>11.3f}   " + " ".join(f"{e:+.1f}" for e in err),
+                  flush=True)
+    print(f"every muscle within {MAX_VOLUME_ERROR_PERCENT:g} %: {sum(w < MAX_VOLUME_ERROR_PERCENT for w in worst)} "
+          f"of {len(worst)} phantoms")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=phantom.HELD_OUT["seed"], help="phantom seed (>= 1000: held out)")
@@ -41,7 +69,18 @@ def main(argv=None):
     ap.add_argument("--cli", default=os.path.join(ROOT, "build", "sarco"), help="the sarco command-line tool")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "demo"), help="where the files go")
     ap.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--survey", metavar="FIRST..LAST",
+                    help="instead: a line per held-out phantom FIRST..LAST on the demo grid (in-process, no files)")
     a = ap.parse_args(argv)
+    if a.survey:
+        try:
+            first, last = (int(v) for v in a.survey.split(".."))
+        except ValueError:
+            ap.error(f"--survey wants FIRST..LAST, not {a.survey!r}")
+        if first < 1000 or last < first:
+            print(f"demo: survey seeds must be held out (1000 or more), ascending: {a.survey}", file=sys.stderr)
+            return 2
+        return survey(a.model, range(first, last + 1), a.backend)
     if a.seed < 1000:
         print(f"demo: seed {a.seed} is reserved for training (use 1000 or more)", file=sys.stderr)
         return 2
