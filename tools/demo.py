@@ -49,9 +49,7 @@ def survey(model, seeds, backend):
             phantom.write_nifti(path, p.image, p.affine, dtype=np.int16)
             lab = np.asarray(m.segment(sarco.load_image(path)).data)
             ev = sarco.evaluate(lab, p.labels, spacing=p.spacing, labels=list(range(1, len(phantom.CLASSES))))
-            vv = phantom.voxel_volume_ml(p.affine)
-            err = [100.0 * (np.count_nonzero(lab == l) * vv - p.volumes_ml[phantom.CLASSES[l]])
-                   / p.volumes_ml[phantom.CLASSES[l]] for l in phantom.MUSCLES]
+            err = list(p.volume_errors_percent(lab).values())
             dice = [ev[l]["dice"] for l in phantom.MUSCLES]
             worst.append(np.max(np.abs(err)))
             print(f"{seed:>5} {np.mean(dice):>10.3f} {np.min(dice):>9.3f} {np.mean(np.abs(err)):>13.2f} "

@@ -140,13 +140,14 @@ def build_model(kwargs=KWARGS):
 def scores(pred, p):
     """Per-muscle Dice and volume error (percent of the phantom's exact volume)."""
     vv = phantom.voxel_volume_ml(p.affine)
+    err = p.volume_errors_percent(pred)
     out = {}
     for l in phantom.MUSCLES:
         a, b = pred == l, p.labels == l
         name = phantom.CLASSES[l]
         out[name] = {"dice": float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1)),
                      "volume_ml": float(a.sum() * vv), "true_ml": p.volumes_ml[name],
-                     "error_percent": float(100 * (a.sum() * vv - p.volumes_ml[name]) / p.volumes_ml[name])}
+                     "error_percent": float(err[l])}
     return out
 
 

@@ -89,6 +89,13 @@ class Phantom:
     def classes(self):
         return list(CLASSES)
 
+    def volume_errors_percent(self, labels, which=MUSCLES):
+        """{label: 100 (voxels of `labels` == label x voxel volume - exact volume) / exact volume}
+        for a label map on this phantom's grid (a segmentation's volume error against the truth)."""
+        vv = voxel_volume_ml(self.affine)
+        true = {l: self.volumes_ml[CLASSES[l]] for l in which}
+        return {l: 100.0 * (np.count_nonzero(labels == l) * vv - true[l]) / true[l] for l in which}
+
 
 def voxel_volume_ml(affine):
     return abs(float(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) / 1000.0

@@ -65,6 +65,16 @@ class Phantom(unittest.TestCase):
                 # the label map (largest fraction per voxel) is unbiased to within a few voxels' worth
                 self.assertAlmostEqual(self.p.label_volumes_ml[name] / self.p.volumes_ml[name], 1.0, delta=0.015)
 
+    def test_volume_errors_percent(self):
+        # the phantom's own label map: its voxel-count volumes; an empty map: -100 % everywhere
+        own = self.p.volume_errors_percent(self.p.labels, which=range(1, 8))
+        for l, e in own.items():
+            name = phantom.CLASSES[l]
+            self.assertAlmostEqual(e, 100.0 * (self.p.label_volumes_ml[name] / self.p.volumes_ml[name] - 1.0), places=9)
+        self.assertEqual(list(self.p.volume_errors_percent(self.p.labels)), phantom.MUSCLES)
+        for e in self.p.volume_errors_percent(np.zeros_like(self.p.labels)).values():
+            self.assertAlmostEqual(e, -100.0, places=12)
+
     def test_anatomy(self):
         lab = self.p.labels
         c = {l: np.argwhere(lab == l).mean(0) for l in range(1, 8)}
