@@ -16,7 +16,7 @@ SAN ?=
 WARN := -Wall -Wextra -Werror
 CFLAGS_ALL := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden -fopenmp $(WARN) $(SAN) -D_GNU_SOURCE \
               -Iinclude -I. -I/usr/include/nifti $(CFLAGS)
-LIBS := -ldnnl -lnifti2 -lznz -lz -lpng -ljansson -ldl -lm -fopenmp
+LIBS := -ldnnl -lnifti2 -lznz -lz -lpng -ljpeg -ljansson -ldl -lm -fopenmp
 LDFLAGS_ALL := $(SAN) $(LDFLAGS)
 
 LIB_SRC := $(filter-out lib/cuda/%,$(wildcard lib/*/*.c))

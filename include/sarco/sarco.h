@@ -294,7 +294,11 @@ SARCO_API sarco_status sarco_stats_binary(sarco_context *ctx, const double *scor
  * metres and micrometres converted); affine = sform if sform_code > 0, else qform if qform_code > 0,
  * else diag(pixdim); spacing = the affine's column lengths. PNG: grey on a 0..255 scale (1/2/4-bit
  * stretched, 16-bit / 257 kept fractional; colour -> ITU-R BT.601 luma; alpha ignored); spacing
- * from pHYs in metres, else 0 with SARCO_IMAGE_NO_SPACING (see sarco_image_set_spacing). */
+ * from pHYs in metres, else 0 with SARCO_IMAGE_NO_SPACING (see sarco_image_set_spacing). JPEG
+ * (baseline, progressive; grey, YCbCr or RGB; libjpeg-turbo): the same grey scale (colour -> BT.601
+ * luma of the decoded RGB), spacing from the JFIF density as sarco_picture_read takes it; CMYK is
+ * UNSUPPORTED, and a damaged or truncated file is BAD_FORMAT, never half-read. Labels cannot come
+ * from a JPEG (lossy): UNSUPPORTED. */
 SARCO_API sarco_status sarco_image_read(sarco_context *ctx, const char *path, sarco_image **out);
 
 /* Writes img as float32 NIfTI, .nii or .nii.gz by the path's ending. An image read from NIfTI (and
@@ -326,6 +330,39 @@ SARCO_API sarco_status sarco_image_copy_geometry(sarco_context *ctx, sarco_image
  * affine's columns keep their directions (axis-aligned where they were zero) and take the new
  * lengths, NO_SPACING is cleared and the header geometry is dropped (nifti.version = 0). */
 SARCO_API sarco_status sarco_image_set_spacing(sarco_context *ctx, sarco_image *img, const double *spacing);
+
+/* ---- pictures: 2D images with their colour channels (docs/io.md "Pictures") ----------------- */
+
+/* A 2D raster as stored, channels kept apart: data[c * height * width + row * width + col], i.e.
+ * PyTorch's (C, H, W). Rows run down the image (the depth axis of an ultrasound image), columns
+ * across. Values are the file's samples, unscaled: 0..255 when bit_depth is 8, 0..65535 when 16
+ * (PNG grey of 1/2/4 bits is stretched to 0..255 and reported as 8, as PIL reads it); NIfTI pictures
+ * carry real values (bit_depth 0). */
+typedef struct sarco_picture {
+    int64_t width, height;   /* columns, rows */
+    int channels;            /* PNG: grey 1, grey+alpha 2, RGB 3, RGBA 4 (palette -> 3, or 4 with tRNS);
+                                JPEG: grey 1, RGB 3; NIfTI: 1 */
+    int bit_depth;           /* 8 or 16: the scale of the values; 0 = real values (NIfTI) */
+    double spacing[2];       /* row, col pixel size in mm; 0 = unknown (then SARCO_IMAGE_NO_SPACING) */
+    uint32_t flags;          /* SARCO_IMAGE_NO_SPACING, SARCO_PICTURE_* */
+    float *data;             /* owned by the picture */
+    /* fields added later stay below, at the end */
+    int format;              /* SARCO_PICTURE_FORMAT_* the picture was read from */
+} sarco_picture;
+
+#define SARCO_PICTURE_FROM_PALETTE 0x100u   /* PNG palette indices expanded to RGB(A) */
+#define SARCO_PICTURE_STRETCHED 0x200u      /* PNG grey of 1/2/4 bits stretched to 0..255 */
+#define SARCO_PICTURE_FORMAT_PNG 1
+#define SARCO_PICTURE_FORMAT_JPEG 2
+#define SARCO_PICTURE_FORMAT_NIFTI 3
+
+/* Reads a PNG, a JPEG or a 2D NIfTI file (told by content, checked as sarco_image_read checks it)
+ * with its channels as stored. Spacing: PNG pHYs in metres; JPEG JFIF density in dots per inch or
+ * per cm, except the 72 and 96 dpi that writers put in by default; NIfTI pixdim. Otherwise 0 with
+ * SARCO_IMAGE_NO_SPACING: the caller supplies it, it is never assumed. A 3D NIfTI (nz > 1) is
+ * INVALID_ARGUMENT. Free with sarco_picture_free. */
+SARCO_API sarco_status sarco_picture_read(sarco_context *ctx, const char *path, sarco_picture **out);
+SARCO_API void sarco_picture_free(sarco_picture *pic);
 
 /* ---- segmentation pipeline (docs/pipeline.md) ---------------------------------------------- */
 
