@@ -251,6 +251,51 @@ SARCO_API sarco_status sarco_evaluate_labels(sarco_context *ctx, int ndim, const
                                              size_t *count);
 SARCO_API void sarco_seg_metrics_free(sarco_seg_metrics *m);
 
+/* Ultrasound measures of a 2D label map (docs/measure.md "Ultrasound"). dims = {rows, cols}: C order,
+ * rows down the image (the depth axis, away from the probe), columns across; spacing = {row, col} mm,
+ * required (NULL is INVALID_ARGUMENT: a pixel size is never assumed). Per label:
+ *   CSA = pixels x row spacing x col spacing;
+ *   extent of a column = (deepest - shallowest mask row + 1) x row spacing: the vertical extent;
+ *   MT = the median extent over the columns of the central third of the label's horizontal span
+ *        (the columns whose centres lie in [c0 + w/3, c0 + 2w/3] of the span [c0, c0 + w) in pixel
+ *        edges; at least the middle column), as DL_Track_US measures between the aponeuroses;
+ *   mt_max = the largest extent of any column;
+ *   inscribed diameter = 2 x the largest in-mask Euclidean distance to a pixel outside the label
+ *        (outside the image counts as outside), sarco_edt's distance;
+ *   components = 8-connected pieces, with the largest one's share of the pixels;
+ *   echo (with an image: the raw grey values, e.g. 0..255; colour images as their luma) = mean and
+ *        population SD over the label's finite pixels. */
+#define SARCO_US_HAS_IMAGE 0x1u      /* the echo fields are set */
+#define SARCO_US_EMPTY 0x2u          /* the label has no pixel: every size is 0 */
+#define SARCO_US_FRAGMENTED 0x4u     /* more than one 8-connected component */
+#define SARCO_US_TOUCHES_EDGE 0x8u   /* a pixel on the image border: the muscle may be cut off */
+
+typedef struct sarco_us_measure {
+    int32_t label;
+    uint32_t flags;                    /* SARCO_US_* */
+    int64_t pixels;
+    double csa_mm2, csa_cm2;
+    double mt_mm;                      /* median vertical extent, central third */
+    double mt_max_mm;                  /* largest vertical extent */
+    double inscribed_diameter_mm;      /* 2 x max in-mask EDT */
+    int64_t mt_columns;                /* columns the median ran over */
+    int64_t row_min, row_max, col_min, col_max; /* bounding box, inclusive pixel indices */
+    double height_mm, width_mm;        /* bounding box size: (row_max - row_min + 1) x row spacing, ... */
+    int64_t components;                /* 8-connected */
+    double largest_component_share;    /* pixels of the largest component / pixels */
+    int64_t finite_pixels;             /* with an image: pixels with a finite grey value */
+    double echo_mean, echo_sd;         /* with an image: mean, population SD (0 when no finite pixel) */
+} sarco_us_measure;
+
+/* Ultrasound measures of labels (rows x cols, uint16, 0 = background) with an optional grey image
+ * (float32, same dims). which/nwhich: the labels to report, in that order (absent ones flagged
+ * EMPTY); which = NULL reports every nonzero label present, ascending. Free *out with
+ * sarco_us_measures_free. */
+SARCO_API sarco_status sarco_measure_ultrasound(sarco_context *ctx, const int64_t *dims, const double *spacing,
+                                                const uint16_t *labels, const float *image, const int32_t *which,
+                                                size_t nwhich, sarco_us_measure **out, size_t *count);
+SARCO_API void sarco_us_measures_free(sarco_us_measure *m);
+
 /* Cohort statistics. Inputs must be finite; failures (too few values, zero variance) return
  * INVALID_ARGUMENT with the reason rather than a NaN. */
 
