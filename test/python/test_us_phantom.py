@@ -149,6 +149,37 @@ class TestUsPhantom(unittest.TestCase):
         self.assertEqual(out3["pixel_spacing_from"], us)
         self.assertAlmostEqual(out3["labels"][0]["ultrasound"]["mt_mm"], u["mt_mm"], delta=1e-12)
 
+    def test_colour_jpeg_echo_is_luma(self):
+        """A colour JPEG frame: the echo is the BT.601 luma of its decoded RGB, in the API and the CLI."""
+        jpg = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "jpeg", "good_us_frame.jpg")
+        pic = sarco.load_picture(jpg)
+        self.assertEqual(pic.channels, 3)
+        lab = np.zeros(pic.data.shape[1:], np.uint8)
+        lab[20:40, 10:70] = 1
+        lab[2:6, 4:40] = 2  # the yellow bar: colour, so luma differs from every channel
+        luma = pic.luma()
+        m = sarco.measure_ultrasound(lab, pic, (0.1, 0.1))
+        for e in m:
+            v = luma[lab == e["label"]].astype(np.float64)
+            self.assertAlmostEqual(e["echo_mean"], v.mean(), delta=1e-9)
+            self.assertAlmostEqual(e["echo_sd"], v.std(), delta=1e-9)
+        self.assertNotAlmostEqual(m[1]["echo_mean"], float(pic.data[0][lab == 2].mean()), delta=1.0)
+        cli = find_cli()
+        if not cli:
+            self.skipTest("sarco CLI not built (set SARCO_CLI)")
+        tmp = tempfile.mkdtemp(prefix="sarco_us_")
+        lp = os.path.join(tmp, "lab.png")
+        us_phantom.write_png(lp, lab)
+        out = json.loads(subprocess.run([cli, "measure", "--labels", lp, "--image", jpg, "--pixel-spacing-mm", "0.1",
+                                         "0.1"], check=True, capture_output=True, text=True).stdout)
+        for e, want in zip(out["labels"], m):
+            self.assertAlmostEqual(e["ultrasound"]["echo_mean"], want["echo_mean"], delta=1e-7)
+            self.assertAlmostEqual(e["ultrasound"]["csa_mm2"], want["csa_mm2"], delta=1e-9)
+        # the JPEG carries no usable density: without --pixel-spacing-mm it is refused
+        r = subprocess.run([cli, "measure", "--labels", lp, "--image", jpg], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--pixel-spacing-mm", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
