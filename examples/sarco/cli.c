@@ -109,30 +109,6 @@ int cli_same_grid(const char *pa, const sarco_image *a, const char *pb, const sa
 
 json_t *cli_jreal(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
-void cli_json_geometry(json_t *obj, const sarco_image *img, const double *spo, int nsp) {
-    json_t *dims = json_array(), *sp = json_array();
-    for (int a = 0; a < img->ndim; a++) { /* file order: x, y[, z] */
-        json_array_append_new(dims, json_integer(img->dims[a]));
-        json_array_append_new(sp, cli_jreal(nsp ? spo[a] : img->spacing[a]));
-    }
-    json_object_set_new(obj, "dims", dims);
-    json_object_set_new(obj, "spacing_mm", sp);
-}
-
-int cli_write_json(const char *verb, const json_t *root, const char *report) {
-    FILE *f = report ? fopen(report, "w") : stdout;
-    int bad = !f;
-    if (f) {
-        bad = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) != 0;
-        fputc('\n', f);
-        if (report) bad |= fclose(f) != 0;
-    }
-    if (!bad) return CLI_OK;
-    char msg[4200];
-    snprintf(msg, sizeof msg, "cannot write the report to %s", report ? report : "stdout");
-    return cli_fail(verb, SARCO_ERR_IO, msg);
-}
-
 json_t *cli_us_json(const sarco_us_measure *u) {
     json_t *e = json_object();
     json_object_set_new(e, "pixels", json_integer(u->pixels));
@@ -161,4 +137,28 @@ json_t *cli_us_json(const sarco_us_measure *u) {
         json_object_set_new(e, "finite_pixels", json_integer(u->finite_pixels));
     }
     return e;
+}
+
+void cli_json_geometry(json_t *obj, const sarco_image *img, const double *spo, int nsp) {
+    json_t *dims = json_array(), *sp = json_array();
+    for (int a = 0; a < img->ndim; a++) { /* file order: x, y[, z] */
+        json_array_append_new(dims, json_integer(img->dims[a]));
+        json_array_append_new(sp, cli_jreal(nsp ? spo[a] : img->spacing[a]));
+    }
+    json_object_set_new(obj, "dims", dims);
+    json_object_set_new(obj, "spacing_mm", sp);
+}
+
+int cli_write_json(const char *verb, const json_t *root, const char *report) {
+    FILE *f = report ? fopen(report, "w") : stdout;
+    int bad = !f;
+    if (f) {
+        bad = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) != 0;
+        fputc('\n', f);
+        if (report) bad |= fclose(f) != 0;
+    }
+    if (!bad) return CLI_OK;
+    char msg[4200];
+    snprintf(msg, sizeof msg, "cannot write the report to %s", report ? report : "stdout");
+    return cli_fail(verb, SARCO_ERR_IO, msg);
 }
