@@ -202,11 +202,56 @@ static void test_bad_files(void **state) {
     sarco_context_free(ctx);
 }
 
+/* Picture mode has its own conversion path: every prefix refused, byte flips never crash (ASan run). */
+static void test_truncation_flips_and_limits(void **state) {
+    (void)state;
+    sarco_context *ctx = tu_new_ctx(0);
+    char dir[128], p[256];
+    assert_int_equal(tu_tmpdir(dir, sizeof dir, "picture"), 0);
+    snprintf(p, sizeof p, "%s/x", dir);
+    const char *files[] = {"test/data/png/good_palette_trns.png", "test/data/png/good_ct6_16bit.png",
+                           "test/data/jpeg/good_rgb_progressive.jpg"};
+    int ok = 0, refused = 0;
+    for (int f = 0; f < 3; f++) {
+        size_t n;
+        uint8_t *b = tu_slurp(files[f], &n);
+        for (size_t cut = 0; cut < n; cut++) {
+            tu_spit(p, b, cut);
+            sarco_picture *pic = NULL;
+            if (sarco_picture_read(ctx, p, &pic) == SARCO_OK) fail_msg("%s cut at %zu was accepted", files[f], cut);
+            assert_null(pic);
+        }
+        for (size_t pos = 0; pos < n; pos++) {
+            b[pos] ^= 0x04;
+            tu_spit(p, b, n);
+            b[pos] ^= 0x04;
+            sarco_picture *pic = NULL;
+            if (sarco_picture_read(ctx, p, &pic) == SARCO_OK) ok++;
+            else refused++;
+            sarco_picture_free(pic);
+        }
+        free(b);
+    }
+    print_message("picture byte flips: %d refused, %d read\n", refused, ok);
+    sarco_context_free(ctx);
+    /* the context's memory limit covers the planes: 96 x 64 x 3 floats = 73728 bytes */
+    ctx = tu_new_ctx(60000);
+    sarco_picture *pic = NULL;
+    assert_int_equal(sarco_picture_read(ctx, "test/data/jpeg/good_us_frame.jpg", &pic), SARCO_ERR_OUT_OF_MEMORY);
+    assert_null(pic);
+    assert_int_equal(sarco_picture_read(ctx, "test/data/png/good_ct6_8bit_interlaced.png", &pic), SARCO_OK);
+    sarco_picture_free(pic);
+    assert_int_equal(sarco_picture_read(ctx, NULL, &pic), SARCO_ERR_INVALID_ARGUMENT);
+    assert_int_equal(sarco_picture_read(ctx, "test/data/png/no_such_file.png", &pic), SARCO_ERR_IO);
+    sarco_context_free(ctx);
+    tu_remove_tree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_png_pictures),  cmocka_unit_test(test_jpeg_pictures),
         cmocka_unit_test(test_picture_vs_image), cmocka_unit_test(test_nifti_picture),
-        cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_bad_files),     cmocka_unit_test(test_truncation_flips_and_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
