@@ -68,6 +68,9 @@ int cli_same_grid(const char *pa, const sarco_image *a, const char *pb, const sa
 json_t *cli_jreal(double v);
 /* Sets obj's "dims" and "spacing_mm" in file order (x, y[, z]), the --spacing values when nsp > 0. */
 void cli_json_geometry(json_t *obj, const sarco_image *img, const double *spo, int nsp);
+/* One label's ultrasound measures as the "ultrasound" JSON object of `sarco measure` (docs/measure.md);
+ * for any verb that reports them. */
+json_t *cli_us_json(const sarco_us_measure *u);
 /* Writes root as indented JSON to report (NULL: stdout); returns the exit code. */
 int cli_write_json(const char *verb, const json_t *root, const char *report);
 
