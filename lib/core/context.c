@@ -62,17 +62,26 @@ sarco_status sarco_context_create_ex(const sarco_context_options *opts, sarco_co
 
     sarco_status s = SARCO_ERR_BACKEND_UNAVAILABLE;
     if (o.backend != SARCO_BACKEND_CPU) {
-        s = sarco_backend_open_cuda(ctx, &ctx->be);
-        if (s != SARCO_OK && o.backend == SARCO_BACKEND_CUDA) {
-            set_msg(msg, msg_size, ctx->err);
+        s = sarco_backend_open_cuda(ctx, &ctx->be); /* sets backend_note on success */
+        const char *strict = getenv("SARCO_CUDA_STRICT");
+        int no_fallback = o.backend == SARCO_BACKEND_CUDA || (strict && strcmp(strict, "1") == 0);
+        if (s != SARCO_OK && no_fallback) {
+            if (o.backend == SARCO_BACKEND_AUTO)
+                snprintf(ctx->backend_note, sizeof ctx->backend_note,
+                         "%.900s (SARCO_CUDA_STRICT=1: backend auto may not fall back to the CPU)", ctx->err);
+            set_msg(msg, msg_size, o.backend == SARCO_BACKEND_AUTO ? ctx->backend_note : ctx->err);
             free(ctx);
             return s;
         }
         if (s != SARCO_OK) {
             char why[sizeof ctx->err];
             snprintf(why, sizeof why, "%s", ctx->err);
+            snprintf(ctx->backend_note, sizeof ctx->backend_note, "cpu: backend auto chose the CPU because CUDA "
+                     "is unavailable: %.900s", why);
             sarco_note(ctx, "backend auto: using the CPU (CUDA unavailable: %s)", why);
         }
+    } else {
+        snprintf(ctx->backend_note, sizeof ctx->backend_note, "cpu: asked for");
     }
     if (s != SARCO_OK) {
         char note[sizeof ctx->err];
@@ -102,6 +111,10 @@ void sarco_context_free(sarco_context *ctx) {
 sarco_backend_kind sarco_context_backend(const sarco_context *ctx) {
     if (!ctx || !ctx->be) return SARCO_BACKEND_CPU;
     return strcmp(ctx->be->ops->name, "cuda") == 0 ? SARCO_BACKEND_CUDA : SARCO_BACKEND_CPU;
+}
+
+const char *sarco_context_backend_detail(const sarco_context *ctx) {
+    return ctx ? ctx->backend_note : "no context";
 }
 
 void sarco_context_set_progress(sarco_context *ctx, sarco_progress_fn fn, void *user) {
