@@ -20,6 +20,10 @@ LIBDIR_STAMP := $(BUILD)/libdir.txt
 $(shell mkdir -p $(BUILD) && { [ "$$(cat $(LIBDIR_STAMP) 2>/dev/null)" = "$(PREFIX)/lib" ] || echo "$(PREFIX)/lib" > $(LIBDIR_STAMP); })
 $(BUILD)/lib/ops/cuda_loader.o: CFLAGS_ALL += $(SARCO_ABI_FLAGS) -DSARCO_LIBDIR='"$(PREFIX)/lib"'
 $(BUILD)/lib/ops/cuda_loader.o: $(LIBDIR_STAMP)
+# test_cuda_plugin builds small programs against the library the way a user would
+$(BUILD)/test/test_cuda_plugin: CFLAGS_ALL += $(SARCO_ABI_FLAGS) -DSARCO_TEST_CC='"$(CC) $(SAN)"' \
+    -DSARCO_TEST_LIBS='"$(LIBS)"' -DSARCO_TEST_ARCHIVE='"$(OUT_A)"' -DSARCO_TEST_CLI='"$(CLI)"'
+$(BUILD)/test/test_cuda_plugin: $(CLI)
 
 ifneq ($(NVCC),)
 CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(realpath $(NVCC))))
