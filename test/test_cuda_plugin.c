@@ -728,6 +728,8 @@ static void test_cuda12_build(void **state) {
 int main(int argc, char **argv) {
     (void)argc;
     find_artifacts(argv[0]);
+    /* these tests exercise the fallbacks themselves (AUTO to the CPU); test_strict_and_env sets strict mode */
+    unsetenv("SARCO_CUDA_STRICT");
     snprintf(g_tmp, sizeof g_tmp, "/tmp/sarco_cuda_plugin_XXXXXX");
     if (!mkdtemp(g_tmp)) return 1;
     const struct CMUnitTest tests[] = {

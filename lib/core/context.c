@@ -24,6 +24,25 @@ void sarco_context_options_init(sarco_context_options *o) {
     o->log_level = SARCO_LOG_WARN;
 }
 
+/* SARCO_LOG=error|warn|info|debug: where a program set no log callback, messages up to that level go to
+ * stderr (the GPU check reads cuDNN's workspace requests and every fallback this way). */
+static void log_stderr(void *user, sarco_log_level level, const char *message) {
+    (void)user;
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    fprintf(stderr, "sarco %s: %s\n", names[level >= 0 && level <= SARCO_LOG_DEBUG ? level : 0], message);
+}
+
+static void log_from_env(sarco_context_options *o) {
+    const char *v = getenv("SARCO_LOG");
+    if (o->log || !v || !*v) return;
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    for (int l = 0; l <= SARCO_LOG_DEBUG; l++)
+        if (strcmp(v, names[l]) == 0) {
+            o->log = log_stderr;
+            o->log_level = (sarco_log_level)l;
+        }
+}
+
 static void set_msg(char *msg, size_t n, const char *text) {
     if (msg && n) snprintf(msg, n, "%s", text);
 }
@@ -58,6 +77,7 @@ sarco_status sarco_context_create_ex(const sarco_context_options *opts, sarco_co
         set_msg(msg, msg_size, "sarco_context_create: out of memory");
         return SARCO_ERR_OUT_OF_MEMORY;
     }
+    log_from_env(&o);
     ctx->opts = o;
 
     sarco_status s = SARCO_ERR_BACKEND_UNAVAILABLE;
