@@ -156,8 +156,12 @@ static int abi_matches(void *h, const char *path, char *why, size_t n) {
              sizeof(sarco_backend_ops));
     if (!pi) {
         const int *abi = (const int *)dlsym(h, "sarco_cuda_abi");
-        say(why, n, "%s is a stale plug-in (ABI %d, no build record); %s: rebuild it from the same tree (make cuda)",
-                 path, abi ? *abi : -1, ours);
+        if (abi)
+            say(why, n, "%s is a stale plug-in (ABI %d, no build record); %s: rebuild it from the same tree (make cuda)",
+                path, *abi, ours);
+        else
+            say(why, n, "%s does not match this libsarco: it is no libsarco CUDA plug-in (it exports neither "
+                "sarco_cuda_abi_info nor sarco_cuda_abi); %s", path, ours);
         return 0;
     }
     if (pi->abi_version != SARCO_CUDA_ABI_VERSION) { /* an older record may be shorter: read no further */
