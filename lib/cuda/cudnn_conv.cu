@@ -105,9 +105,17 @@ typedef struct conv_plan {
     int direct;                     /* cuDNN has no algorithm: our direct kernel runs this shape */
 } conv_plan;
 
-static void plan_destroy(conv_plan *p) {
-    if (p->xd) cudnnDestroyTensorDescriptor(p->xd);
-    if (p->yd) cudnnDestroyTensorDescriptor(p->yd);
+/* Destroy calls cannot return a status from a free path: a failure is logged with the call. */
+#define DNN_LOG(be, call)                                                                                      \
+    do {                                                                                                       \
+        cudnnStatus_t st_ = (call);                                                                            \
+        if (st_ != CUDNN_STATUS_SUCCESS)                                                                       \
+            sarco_log((be)->ctx, SARCO_LOG_ERROR, "cudnn: %s: %s", #call, cudnnGetErrorString(st_));           \
+    } while (0)
+
+static void plan_destroy(sarco_backend *be, conv_plan *p) {
+    if (p->xd) DNN_LOG(be, cudnnDestroyTensorDescriptor(p->xd));
+    if (p->yd) DNN_LOG(be, cudnnDestroyTensorDescriptor(p->yd));
     free(p);
 }
 
@@ -146,13 +154,13 @@ static void conv_destroy(sarco_backend *be, sarco_conv *c) {
     if (!c) return;
     for (conv_plan *p = c->plans; p;) {
         conv_plan *next = p->next;
-        plan_destroy(p);
+        plan_destroy(be, p);
         p = next;
     }
-    if (c->wd) cudnnDestroyFilterDescriptor(c->wd);
-    if (c->cd) cudnnDestroyConvolutionDescriptor(c->cd);
-    if (c->bd) cudnnDestroyTensorDescriptor(c->bd);
-    if (c->ad) cudnnDestroyActivationDescriptor(c->ad);
+    if (c->wd) DNN_LOG(be, cudnnDestroyFilterDescriptor(c->wd));
+    if (c->cd) DNN_LOG(be, cudnnDestroyConvolutionDescriptor(c->cd));
+    if (c->bd) DNN_LOG(be, cudnnDestroyTensorDescriptor(c->bd));
+    if (c->ad) DNN_LOG(be, cudnnDestroyActivationDescriptor(c->ad));
     sarco_cu_free(be, c->w);
     sarco_cu_free(be, c->b);
     free(c);
@@ -438,7 +446,7 @@ static sarco_status plan_for(sarco_backend *be, sarco_conv *c, int64_t n, const 
     p->fused_ok = c->ad != NULL;
     sarco_status s = plan_init(be, c, p);
     if (s != SARCO_OK) { /* not cached: the next call with this shape asks cuDNN again */
-        plan_destroy(p);
+        plan_destroy(be, p);
         return s;
     }
     p->next = c->plans;
