@@ -284,8 +284,9 @@ static cudnnMathType_t base_math(sarco_backend *be) {
 static sarco_status find_algos(sarco_backend *be, sarco_conv *c, conv_plan *p, char *why, size_t wn) {
     cudnnHandle_t h = handle_of(be);
     sarco_cu *cu = sarco_cu_of(be);
-    int got = 0;
-    size_t asked = 0, over = 0;
+    int got = 0, refused = 0;
+    cudnnStatus_t first_refusal = CUDNN_STATUS_SUCCESS;
+    size_t asked = 0;
     p->nalgo = 0;
     DNN_TRY(be, cudnnSetConvolutionMathType(c->cd, base_math(be)));
     cudnnStatus_t st;
@@ -295,12 +296,12 @@ static sarco_status find_algos(sarco_backend *be, sarco_conv *c, conv_plan *p, c
         call = "cudnnGetConvolutionForwardAlgorithm_v7";
         st = cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, c->wd, c->cd, p->yd, MAX_ALGOS, &got, perf);
         for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got; i++) {
-            if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
-            if (!asked) asked = perf[i].memory ? perf[i].memory : 1;
-            if (perf[i].memory > cu->ws_cap) {
-                over = over > perf[i].memory ? over : perf[i].memory;
+            if (perf[i].status != CUDNN_STATUS_SUCCESS) {
+                if (!refused++) first_refusal = perf[i].status;
                 continue;
             }
+            if (!asked) asked = perf[i].memory ? perf[i].memory : 1;
+            if (perf[i].memory > cu->ws_cap) continue;
             p->algos[p->nalgo] = (int)perf[i].algo;
             p->math[p->nalgo++] = perf[i].mathType;
         }
@@ -309,12 +310,12 @@ static sarco_status find_algos(sarco_backend *be, sarco_conv *c, conv_plan *p, c
         call = "cudnnGetConvolutionBackwardDataAlgorithm_v7";
         st = cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, p->xd, c->cd, p->yd, MAX_ALGOS, &got, perf);
         for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got; i++) {
-            if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
-            if (!asked) asked = perf[i].memory ? perf[i].memory : 1;
-            if (perf[i].memory > cu->ws_cap) {
-                over = over > perf[i].memory ? over : perf[i].memory;
+            if (perf[i].status != CUDNN_STATUS_SUCCESS) {
+                if (!refused++) first_refusal = perf[i].status;
                 continue;
             }
+            if (!asked) asked = perf[i].memory ? perf[i].memory : 1;
+            if (perf[i].memory > cu->ws_cap) continue;
             p->algos[p->nalgo] = (int)perf[i].algo;
             p->math[p->nalgo++] = perf[i].mathType;
         }
@@ -331,8 +332,9 @@ static sarco_status find_algos(sarco_backend *be, sarco_conv *c, conv_plan *p, c
     sarco_log(be->ctx, SARCO_LOG_INFO, "cudnn: %s: %d algorithms, %d within the %zu MiB workspace cap; the first "
               "asks %.1f MiB", shape, got, p->nalgo, cu->ws_cap >> 20, asked / 1048576.0);
     if (!p->nalgo)
-        snprintf(why, wn, "%s: %d algorithms, none within the workspace cap of %zu MiB%s (SARCO_CUDA_WORKSPACE_MIB "
-                 "raises it)", call, got, cu->ws_cap >> 20, over ? " (the smallest refused asks more)" : "");
+        snprintf(why, wn, "%s: %d candidates, %d refused by cuDNN (the first: %s), %d over the workspace cap of %zu "
+                 "MiB (SARCO_CUDA_WORKSPACE_MIB raises it)", call, got, refused,
+                 refused ? cudnnGetErrorString(first_refusal) : "none", got - refused, cu->ws_cap >> 20);
     return SARCO_OK;
 }
 

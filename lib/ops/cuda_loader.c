@@ -237,7 +237,7 @@ sarco_status sarco_backend_open_cuda(sarco_context *ctx, sarco_backend **out) {
     if (s != SARCO_OK) {
         free(w);
         dlclose(h);
-        return sarco_fail(ctx, s, "cuda: %.900s [%s]", why, hint);
+        return sarco_fail(ctx, s, "cuda: %.600s [plug-in %.200s; %s]", why, path, hint);
     }
     say(ctx->backend_note, sizeof ctx->backend_note, "cuda: %.500s; plug-in %.300s; %.200s", why, path, hint);
     w->ops = *(*out)->ops;
