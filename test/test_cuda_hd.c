@@ -8,6 +8,7 @@
  *   - kernels/norm_hd.h's Welford moments merged in the order the GPU reduces them (per-thread
  *     pushes, warp shuffle tree, then warps and chunks in sequence), against two-pass double
  *     statistics, on plain data and on data with mean 1e5 and std 1 where naive float sums fail;
+ *   - lib/cuda/dnn_status.h: cuDNN 9 status categories, only NOT_SUPPORTED's may fall back;
  *   - kernels/softmax.cu's warp-per-row softmax: 32 lanes' partials merged by the xor-shuffle tree, against
  *     the one-lane line the CPU runs (sums to 1, NaN and inf rows, logits of 1e4);
  *   - kernels/measure.cu's fastest-axis EDT tiles: lines staged transposed (sarco_edt_tile_index) and run
@@ -27,6 +28,7 @@
 #include "kernels/edt_hd.h"
 #include "kernels/norm_hd.h"
 #include "kernels/softmax_hd.h"
+#include "lib/cuda/dnn_status.h"
 #include "lib/cuda/gemm_map.h"
 
 static uint64_t g_rng = 0x243F6A8885A308D3ull;
@@ -398,12 +400,30 @@ static void test_edt_tiles(void **state) {
     }
 }
 
+/* ---- cuDNN statuses: categories, and which may fall back ------------------------------------- */
+
+static void test_dnn_status(void **state) {
+    (void)state;
+    /* NOT_SUPPORTED and its details (3002 NOT_SUPPORTED_SHAPE, 3007 ARCH_MISMATCH, ...) fall back */
+    const int fall[] = {3000, 3001, 3002, 3007, 3999};
+    /* success, sub-library loading (1008), BAD_PARAM and its details (2003 MISALIGNED_POINTER), internal
+     * errors and execution failures do not: they are errors */
+    const int fail[] = {0, 1000, 1002, 1008, 2000, 2003, 2999, 4000, 4001, 5000, 5003};
+    for (size_t i = 0; i < sizeof fall / sizeof *fall; i++) assert_true(sarco_dnn_may_fall_back(fall[i]));
+    for (size_t i = 0; i < sizeof fail / sizeof *fail; i++) assert_false(sarco_dnn_may_fall_back(fail[i]));
+    assert_int_equal(sarco_dnn_category(3002), 3000);
+    assert_int_equal(sarco_dnn_category(2003), 2000);
+    /* the old bug: 3002 == 3000 is false, so a detailed refusal was taken for a hard failure */
+    assert_true(3002 != 3000 && sarco_dnn_may_fall_back(3002));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_direct),
         cmocka_unit_test(test_moments_tree),
         cmocka_unit_test(test_gemm_map),
         cmocka_unit_test(test_softmax_warp),
+        cmocka_unit_test(test_dnn_status),
         cmocka_unit_test(test_edt_tiles),
     };
     return cmocka_run_group_tests_name("cuda_hd", tests, NULL, NULL);

@@ -231,6 +231,7 @@ static sarco_status cu_download(sarco_backend *be, void *dst, const void *src, s
 static sarco_status cu_memset0(sarco_backend *be, void *p, size_t bytes) {
     SARCO_CU_ENTER(be);
     SARCO_CU_TRY(be, cudaMemsetAsync(p, 0, bytes, sarco_cu_of(be)->stream));
+    SARCO_CU_LAUNCHED(be);
     return SARCO_OK;
 }
 
@@ -238,6 +239,7 @@ static sarco_status cu_copy(sarco_backend *be, void *dst, const void *src, size_
     SARCO_CU_ENTER(be);
     if (dst == src || bytes == 0) return SARCO_OK;
     SARCO_CU_TRY(be, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, sarco_cu_of(be)->stream));
+    SARCO_CU_LAUNCHED(be);
     return SARCO_OK;
 }
 

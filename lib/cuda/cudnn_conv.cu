@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cuda_internal.h"
+#include "dnn_status.h"
 #include "kernels/conv_hd.h"
 
 #define MAX_ALGOS 16
@@ -27,7 +28,12 @@ static cudnnHandle_t handle_of(sarco_backend *be) { return (cudnnHandle_t)sarco_
 
 /* cuDNN 9 statuses are a category (thousands) plus a detail, e.g. 3002 NOT_SUPPORTED_SHAPE: compare
  * categories (CUDNN_STATUS_CATEGORY, cudnn_graph.h), never the full code against a bare category. */
-static int not_supported(cudnnStatus_t st) { return CUDNN_STATUS_CATEGORY(st) == CUDNN_STATUS_NOT_SUPPORTED; }
+static_assert(CUDNN_STATUS_CATEGORY(CUDNN_STATUS_NOT_SUPPORTED_SHAPE) == CUDNN_STATUS_NOT_SUPPORTED &&
+                  sarco_dnn_category(CUDNN_STATUS_NOT_SUPPORTED_SHAPE) == CUDNN_STATUS_NOT_SUPPORTED &&
+                  sarco_dnn_category(CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER) == CUDNN_STATUS_BAD_PARAM &&
+                  CUDNN_STATUS_NOT_SUPPORTED == 3000,
+              "lib/cuda/dnn_status.h no longer matches cudnn_graph.h's CUDNN_STATUS_CATEGORY");
+static int not_supported(cudnnStatus_t st) { return sarco_dnn_may_fall_back((int)st); }
 
 /* "CUDNN_STATUS_NOT_SUPPORTED_SHAPE (3002): <cudnnGetLastErrorString>" */
 static void dnn_text(cudnnStatus_t st, char *buf, size_t n) {
