@@ -1,5 +1,6 @@
 /* The CUDA backend: device, stream, memory and the op table. libsarco_cuda.so exports only
- * sarco_cuda_create and sarco_cuda_abi; libsarco.so reaches them through dlopen (lib/ops/cuda_loader.c). */
+ * sarco_cuda_create, its ABI record sarco_cuda_abi_info and the bare ABI number sarco_cuda_abi;
+ * libsarco.so reaches them through dlopen (lib/ops/cuda_loader.c), which checks the record first. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,8 +104,19 @@ static int trim(sarco_backend *be) {
         freed = 1;
     }
     if (cu->pool) { /* blocks freed on the stream return to the pool once the stream passes them */
-        if (cudaStreamSynchronize(cu->stream) != cudaSuccess || cudaMemPoolTrimTo(cu->pool, 0) != cudaSuccess)
+        cudaError_t e = cudaStreamSynchronize(cu->stream);
+        const char *what = "cudaStreamSynchronize (trimming the pool after out of memory)";
+        if (e == cudaSuccess) {
+            e = cudaMemPoolTrimTo(cu->pool, 0);
+            what = "cudaMemPoolTrimTo";
+        }
+        if (e != cudaSuccess) { /* an earlier kernel's fault: the next op reports it */
+            if (cu->pending == cudaSuccess) {
+                cu->pending = e;
+                snprintf(cu->pending_what, sizeof cu->pending_what, "%s", what);
+            }
             return 0;
+        }
         freed = 1;
     }
     return freed;
