@@ -122,6 +122,7 @@ install: lib
 	ln -sf libsarco.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsarco.so
 	install -m 644 $(ARCHIVE) $(DESTDIR)$(PREFIX)/lib/
 	if [ -f $(CUDA_SO) ]; then install -m 755 $(CUDA_SO) $(DESTDIR)$(PREFIX)/lib/; fi
+	if [ -f $(CUDA12_SO) ]; then install -m 755 $(CUDA12_SO) $(DESTDIR)$(PREFIX)/lib/; fi
 	if [ -f $(CLI) ]; then install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/sarco.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sarco.pc
 

@@ -133,7 +133,10 @@ static void write_report(FILE *f, const char *model_path, const sarco_model *mod
     jnum(f, info->overlap);
     fprintf(f, ", \"mode\": \"%s\", \"sigma_scale\": ", info->mode == SARCO_BLEND_GAUSSIAN ? "gaussian" : "constant");
     jnum(f, info->sigma_scale);
-    fprintf(f, ", \"sw_batch_size\": %d, \"windows\": %lld},\n", info->sw_batch_size, (long long)info->windows);
+    fprintf(f, ", \"sw_batch_size\": %d, \"windows\": %lld, \"backend_detail\": ", info->sw_batch_size,
+            (long long)info->windows);
+    jstr(f, sarco_context_backend_detail(ctx)); /* which backend ran and, when AUTO chose the CPU, why */
+    fputs("},\n", f);
     fprintf(f, "  \"preprocess\": {\"crop_start\": [%lld, %lld, %lld], \"crop_end\": [%lld, %lld, %lld], "
                "\"model_dims\": [%lld, %lld, %lld], \"model_spacing_mm\": [",
             (long long)info->crop_start[0], (long long)info->crop_start[1], (long long)info->crop_start[2],

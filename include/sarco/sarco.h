@@ -89,6 +89,9 @@ typedef struct sarco_context_options {
     sarco_log_fn log;            /* optional; default: silent */
     void *log_user;
     sarco_log_level log_level;   /* messages above this level are dropped; default WARN */
+    /* fields added later stay below, at the end */
+    size_t device_memory_limit;  /* bytes a CUDA context may hold on its device; 0 = $SARCO_CUDA_MEMORY_LIMIT,
+                                    else no limit (docs/cuda.md) */
 } sarco_context_options;
 
 SARCO_API void sarco_context_options_init(sarco_context_options *opts);
@@ -107,6 +110,10 @@ SARCO_API const char *sarco_last_error(const sarco_context *ctx);
 
 /* The backend this context actually runs on (CPU or CUDA, never AUTO). */
 SARCO_API sarco_backend_kind sarco_context_backend(const sarco_context *ctx);
+/* Which backend this context runs on and why, one line: for CUDA the plug-in file, the CUDA runtime
+ * it was built with, the driver's CUDA version and the device; for the CPU chosen by AUTO, why CUDA
+ * was not used (the loader's or the driver's own words). Never NULL; valid as long as ctx. */
+SARCO_API const char *sarco_context_backend_detail(const sarco_context *ctx);
 SARCO_API void sarco_context_set_progress(sarco_context *ctx, sarco_progress_fn fn, void *user);
 
 /* ---- images ------------------------------------------------------------------------------ */
