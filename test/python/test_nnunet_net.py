@@ -5,7 +5,9 @@ test/test_nnunet.c: relative L2 < 1e-5 and max abs < 1e-5 x max(1, max |referenc
 needs the shared library (SARCO_LIBRARY or lib/libsarco.so; `make test-py` sets it)."""
 import json
 import os
+import shutil
 import sys
+import tempfile
 import unittest
 
 import numpy as np
@@ -68,6 +70,38 @@ class NnunetNetworks(unittest.TestCase):
         with self.assertRaises(TypeError):
             m.forward(x, fold=1.0)
         m.close()
+
+
+@unittest.skipIf(sarco is None, _why_not)
+class GenericFolds(unittest.TestCase):
+    """Folds belong to the model file, not to nnU-Net: a two-fold UNETR file runs each fold exactly as
+    the one-fold files of its checkpoints do."""
+
+    def test_unetr_folds(self):
+        from sarco import convert, torchfile
+        conv = os.path.join(ROOT, "test", "data", "convert")
+        with open(os.path.join(conv, "unetr_tiny.json")) as f:
+            kw = json.load(f)["kwargs"]
+        sd0 = convert.extract_state_dict(torchfile.load(os.path.join(conv, "unetr_tiny.pt")))
+        sd1 = {k: (v * 0.5 if k.startswith("out.") else v) for k, v in sd0.items()}
+        tmp = tempfile.mkdtemp(prefix="sarco-folds-")
+        try:
+            both, one1 = os.path.join(tmp, "both.safetensors"), os.path.join(tmp, "1.safetensors")
+            s = convert.convert_folds("monai.UNETR", kw, [("a", sd0), ("b", sd1)], both)
+            self.assertEqual(s["folds"], ["a", "b"])
+            convert.convert("monai.UNETR", kw, sd1, one1)
+            x = np.random.default_rng(5).standard_normal((1, 1, 32, 32, 32)).astype(np.float32)
+            m, m1 = sarco.Model(both, backend="cpu"), sarco.Model(one1, backend="cpu")
+            self.assertEqual((m.folds, m1.folds), (2, 1))
+            y1 = m.forward(x, fold=1)
+            np.testing.assert_array_equal(y1, m1.forward(x))
+            self.assertFalse(np.array_equal(m.forward(x), y1))  # fold 0, the other weights
+            m.close()
+            m1.close()
+            with self.assertRaisesRegex(convert.ConvertError, "distinct"):
+                convert.convert_folds("monai.UNETR", kw, [("a", sd0), ("a", sd1)], both)
+        finally:
+            shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":
