@@ -397,6 +397,8 @@ static void test_bad_fold_files(void **state) {
     assert_non_null(strstr(sarco_last_error(fx->ctx), "fold.1."));
     expect_load_fail(fx, rewrite(fx, src, "f5.safetensors", add_tensor, "decoder.extra=fold.0.decoder.seg_layers.1.bias"),
                      SARCO_ERR_BAD_FORMAT, "tensor decoder.extra belongs to none");
+    expect_load_fail(fx, rewrite(fx, src, "f9.safetensors", add_tensor, "fold.01.x=fold.0.decoder.seg_layers.1.bias"),
+                     SARCO_ERR_BAD_FORMAT, "tensor fold.01.x belongs to none of the 2 folds");
     expect_load_fail(fx, rewrite(fx, src, "f6.safetensors", set_config, "config.folds=\"fold_0\""),
                      SARCO_ERR_BAD_FORMAT, "\"folds\" must be a list");
     expect_load_fail(fx, rewrite(fx, src, "f7.safetensors", set_config, "config.folds=[0, 1]"),
