@@ -92,9 +92,10 @@ VARIANTS = [
                   BN2, {"eps": 1e-5, "affine": True}, RELU, {"inplace": True}, bias=False,
                   dropout="torch.nn.modules.dropout.Dropout2d"),
      (1, 1, 32, 32), 3, 5),
-    # (f) ResEnc with BatchNorm + ReLU, no bias: the residual add goes through the folded conv
+    # (f) ResEnc with BatchNorm + ReLU, no bias: the residual add goes through the folded conv; a strided
+    # first stage (output at half the input size) and a (1, 2) stride
     ("f_resenc2d_bn_relu", RESENC,
-     resenc_kwargs(C2, 4, [4, 8, 16, 16], [[3, 3]] * 4, [[1, 1]] + [[2, 2]] * 3, [1, 2, 2, 2], [1] * 3,
+     resenc_kwargs(C2, 4, [4, 8, 16, 16], [[3, 3]] * 4, [[2, 2], [2, 2], [2, 2], [1, 2]], [1, 2, 2, 2], [1] * 3,
                    BN2, {"eps": 1e-5, "affine": True}, RELU, {"inplace": True}, bias=False),
      (1, 2, 16, 32), 2, 6),
 ]
