@@ -425,6 +425,14 @@ SARCO_API sarco_status sarco_segment_volumes(sarco_context *ctx, const sarco_mod
                                              sarco_volume_report **out);
 SARCO_API void sarco_volume_report_free(sarco_volume_report *report);
 
+/* ---- pictures: PNG, overlays, the HTML report (docs/report.md) ------------------------------ */
+
+/* Writes an 8-bit PNG: channels 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; pixels holds height rows of
+ * width x channels bytes, top row first. spacing_mm (x, y in mm, each 0.001..1000) adds a pHYs chunk
+ * of round(1000 / spacing) pixels per metre; NULL writes none. Atomic like sarco_image_write. */
+SARCO_API sarco_status sarco_png_write(sarco_context *ctx, const char *path, const uint8_t *pixels, int64_t width,
+                                       int64_t height, int channels, const double *spacing_mm);
+
 #ifdef __cplusplus
 }
 #endif
