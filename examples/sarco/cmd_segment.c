@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_pictures.h"
 
 static const char *SEG_USAGE =
     "usage: sarco segment --model M --input CT.nii.gz --output LABELS.nii.gz [options]\n"
@@ -24,6 +25,7 @@ static const char *SEG_USAGE =
     "  --overlap F          window overlap in [0, 1) (default: the model's, else 0.25)\n"
     "  --mode M             constant or gaussian blending (default: the model's, else constant)\n"
     "  --sw-batch N         windows per network call (default: the model's, else 1)\n"
+    "  --overlay O.png      also draw the image with its labels (sarco overlay's defaults)\n"
     "\n"
     "Exit codes: 0 ok, 2 bad input or usage, 1 internal failure.\n";
 
@@ -182,7 +184,7 @@ static int parse_double(const char *s, double *out) {
 }
 
 int cmd_segment(int argc, char **argv) {
-    const char *model_path = NULL, *input = NULL, *output = NULL, *report = NULL;
+    const char *model_path = NULL, *input = NULL, *output = NULL, *report = NULL, *overlay = NULL;
     sarco_context_options co;
     sarco_context_options_init(&co);
     sarco_segment_options so;
@@ -208,6 +210,8 @@ int cmd_segment(int argc, char **argv) {
             output = v;
         else if (!strcmp(a, "--report"))
             report = v;
+        else if (!strcmp(a, "--overlay"))
+            overlay = v;
         else if (!strcmp(a, "--backend")) {
             if (!strcmp(v, "auto"))
                 co.backend = SARCO_BACKEND_AUTO;
@@ -285,6 +289,17 @@ int cmd_segment(int argc, char **argv) {
     if ((s = sarco_segment_volumes(ctx, model, ct, labels, n, height, &vr)) != SARCO_OK) goto fail;
     int max_label = info.num_classes > 0 ? info.num_classes - 1 : 1;
     if ((s = sarco_labels_write(ctx, ct, labels, max_label, output)) != SARCO_OK) goto fail;
+    if (overlay) {
+        size_t nnames;
+        char **names = cli_class_names(sarco_model_config_json(model), &nnames);
+        sarco_overlay_options oo;
+        sarco_overlay_options_init(&oo);
+        oo.class_names = (const char *const *)names;
+        oo.nclass_names = nnames;
+        s = sarco_overlay_write(ctx, ct, labels, &oo, overlay);
+        cli_names_free(names, nnames);
+        if (s != SARCO_OK) goto fail;
+    }
     double t_end = seconds();
     const double t[3] = {t_loaded - t_start, t_end - t_seg, t_end - t_start};
     FILE *f = stdout;

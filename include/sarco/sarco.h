@@ -433,6 +433,52 @@ SARCO_API void sarco_volume_report_free(sarco_volume_report *report);
 SARCO_API sarco_status sarco_png_write(sarco_context *ctx, const char *path, const uint8_t *pixels, int64_t width,
                                        int64_t height, int channels, const double *spacing_mm);
 
+typedef enum sarco_overlay_style {
+    SARCO_OVERLAY_FILL = 0,   /* translucent fill (alpha) with an opaque 1-pixel outline */
+    SARCO_OVERLAY_OUTLINE = 1 /* the opaque 1-pixel outline only */
+} sarco_overlay_style;
+
+typedef enum sarco_overlay_orientation {
+    SARCO_OVERLAY_AUTO = 0,         /* radiological for 3D images and 2D NIfTI, as stored otherwise */
+    SARCO_OVERLAY_AS_STORED = 1,    /* column = x index, row = y index, top row = y 0 */
+    SARCO_OVERLAY_RADIOLOGICAL = 2  /* patient right on the viewer's left, anterior / superior up
+                                       (by the sign of the affine's diagonal) */
+} sarco_overlay_orientation;
+
+/* How sarco_overlay_render draws (docs/report.md). */
+typedef struct sarco_overlay_options {
+    size_t struct_size;           /* sizeof(sarco_overlay_options); set by sarco_overlay_options_init */
+    double window_width;          /* grey window in image units; <= 0: auto: 0..255 when every finite value
+                                     lies in 0..255 (ultrasound, PNG), else CT soft tissue W400 / L40 */
+    double window_level;
+    sarco_overlay_style style;    /* default FILL */
+    double alpha;                 /* fill opacity in [0, 1]; default 0.4 */
+    int legend;                   /* 1 (default): a legend of the labels present, below the picture */
+    const char *const *class_names; /* class_names[v] names label value v (v < nclass_names, non-NULL);
+                                     others are "label v" */
+    size_t nclass_names;
+    double pixel_mm;              /* mm per output pixel; <= 0: auto */
+    int axial_slices;             /* 3D: axial panels of the mosaic, 1..64; default 8 */
+    sarco_overlay_orientation orientation;
+} sarco_overlay_options;
+
+SARCO_API void sarco_overlay_options_init(sarco_overlay_options *opts);
+
+/* The fixed display colour of a label value (>= 1; 20 distinct colours, repeating). */
+SARCO_API void sarco_overlay_color(int label, uint8_t rgb[3]);
+
+/* Draws image (2D, or 3D as a mosaic of evenly spaced axial slices through the labelled extent plus
+ * one coronal view) windowed to grey, with labels (one uint16 per voxel, x fastest; NULL: none) in
+ * their colours, on square output pixels (the voxel aspect ratio from the spacing), and a legend.
+ * *rgb (free with sarco_overlay_free) holds *height rows of *width x 3 bytes, top row first. */
+SARCO_API sarco_status sarco_overlay_render(sarco_context *ctx, const sarco_image *image, const uint16_t *labels,
+                                            const sarco_overlay_options *opts, uint8_t **rgb, int64_t *width,
+                                            int64_t *height);
+SARCO_API void sarco_overlay_free(uint8_t *rgb);
+/* sarco_overlay_render written as an RGB PNG (with pHYs when the spacing is known), atomically. */
+SARCO_API sarco_status sarco_overlay_write(sarco_context *ctx, const sarco_image *image, const uint16_t *labels,
+                                           const sarco_overlay_options *opts, const char *path);
+
 #ifdef __cplusplus
 }
 #endif
