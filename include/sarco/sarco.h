@@ -479,6 +479,41 @@ SARCO_API void sarco_overlay_free(uint8_t *rgb);
 SARCO_API sarco_status sarco_overlay_write(sarco_context *ctx, const sarco_image *image, const uint16_t *labels,
                                            const sarco_overlay_options *opts, const char *path);
 
+/* A picture for the report: a PNG file, or an RGB buffer (rows of width x 3 bytes, top first). */
+typedef struct sarco_report_picture {
+    const char *png_path;      /* embedded as is after validation; NULL: use rgb */
+    const uint8_t *rgb;
+    int64_t width, height;
+    const char *caption;       /* optional */
+} sarco_report_picture;
+
+/* What one HTML report is made of. Every JSON text is optional; strings from them are HTML-escaped. */
+typedef struct sarco_report_inputs {
+    size_t struct_size;             /* sizeof(sarco_report_inputs); set by sarco_report_inputs_init */
+    const char *segment_json;       /* `sarco segment`'s report */
+    const char *diagnosis_json;     /* `sarco diagnose`'s output */
+    const char *l3_json;            /* `sarco l3`'s output */
+    const char *measure_json;       /* `sarco measure`'s output (e.g. ultrasound) */
+    const char *model_path;         /* the model file (SHA-256, card, demo warning); NULL: segment_json's */
+    const sarco_report_picture *pictures;
+    size_t npictures;
+    const char *input_name;         /* shown as the input file (its last path part); NULL: segment_json's */
+    const char *date;               /* shown as the date; NULL: now, UTC */
+    const char *title;              /* NULL: "Body composition report" */
+} sarco_report_inputs;
+
+SARCO_API void sarco_report_inputs_init(sarco_report_inputs *in);
+/* One self-contained HTML page (pictures as data: URIs, no scripts, no network, print CSS for A4):
+ * a header without patient data (input file name, date, library version, model architecture and
+ * file SHA-256, model card summary, and a warning when the model's config marks it a demonstration
+ * model), the pictures, the measurement tables with units and the diagnosis table (docs/report.md).
+ * *html (free with sarco_report_free) is NUL-terminated, *len bytes without the NUL (len may be NULL). */
+SARCO_API sarco_status sarco_report_html(sarco_context *ctx, const sarco_report_inputs *in, char **html,
+                                         size_t *len);
+SARCO_API void sarco_report_free(char *html);
+/* sarco_report_html written to path atomically. */
+SARCO_API sarco_status sarco_report_write(sarco_context *ctx, const sarco_report_inputs *in, const char *path);
+
 #ifdef __cplusplus
 }
 #endif
