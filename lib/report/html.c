@@ -883,6 +883,22 @@ sarco_status sarco_report_html(sarco_context *ctx, const sarco_report_inputs *us
         sb_puts(b, "</span></div>\n");
     }
 
+    if (dia) { /* the verdicts first: what the reader came for; the criteria follow below */
+        const json_t *sets = json_object_get(dia, "rule_sets");
+        sb_puts(b, "<div class=\"verdict\" id=\"summary\">");
+        for (size_t i = 0; i < (json_is_array(sets) ? json_array_size(sets) : 1); i++) {
+            const json_t *rs = json_is_array(sets) ? json_array_get(sets, i) : dia;
+            const char *t = jstr(rs, "title"), *nm = jstr(rs, "name"), *vt = jstr(rs, "verdict_text"),
+                       *v = jstr(rs, "verdict");
+            sb_puts(b, i ? "<br>" : "");
+            sb_esc(b, t ? t : nm ? nm : "Rule set");
+            sb_puts(b, ": <b>");
+            sb_esc(b, vt ? vt : v ? v : "not given");
+            sb_puts(b, "</b>");
+        }
+        sb_puts(b, "</div>\n");
+    }
+
     for (size_t i = 0; i < in.npictures; i++) {
         uint8_t *png;
         size_t n;
