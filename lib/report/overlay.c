@@ -174,7 +174,7 @@ static sarco_status take_options(sarco_context *ctx, const sarco_overlay_options
 
 typedef struct legend_entry {
     int label;
-    char text[40];
+    char text[48];
     int x, y, w;
 } legend_entry;
 
