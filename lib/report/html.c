@@ -153,8 +153,18 @@ static keyfmt key_format(const char *key) {
         {"hu_fraction_imat", {"Share -190..-30 HU", "fraction", 3}},
         {"height_m", {"Height", "m", 2}},
         {"smi_cm2_per_m2", {"Skeletal muscle index (SMI)", "cm&sup2;/m&sup2;", 2}},
+        {"smi_cm2_m2", {"Skeletal muscle index (SMI)", "cm&sup2;/m&sup2;", 2}},
         {"sma_cm2", {"Skeletal muscle area (SMA)", "cm&sup2;", 2}},
+        {"muscle_compartment_cm2", {"Muscle compartment", "cm&sup2;", 2}},
+        {"muscle_attenuation_hu", {"Muscle attenuation", "HU", 1}},
+        {"muscle_attenuation_sd_hu", {"Muscle attenuation SD", "HU", 1}},
+        {"low_attenuation_fraction", {"Low-attenuation muscle share", "fraction", 3}},
+        {"low_attenuation_area_cm2", {"Low-attenuation muscle area", "cm&sup2;", 2}},
         {"imat_area_cm2", {"IMAT area", "cm&sup2;", 2}},
+        {"sat_cm2", {"Subcutaneous fat (SAT)", "cm&sup2;", 2}},
+        {"vat_cm2", {"Visceral fat (VAT)", "cm&sup2;", 2}},
+        {"pixels", {"Pixels", "", 1}},
+        {"nonfinite_pixels", {"Non-finite pixels", "", -1}},
     };
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
         if (!strcmp(key, known[i].key)) return known[i].f;
@@ -163,7 +173,7 @@ static keyfmt key_format(const char *key) {
         const char *unit;
         int decimals;
     } suf[] = {
-        {"_cm2_per_m2", "cm&sup2;/m&sup2;", 2}, {"_ml_per_m2", "mL/m&sup2;", 1}, {"_kg_m2", "kg/m&sup2;", 2},
+        {"_cm2_per_m2", "cm&sup2;/m&sup2;", 2}, {"_cm2_m2", "cm&sup2;/m&sup2;", 2}, {"_ml_per_m2", "mL/m&sup2;", 1}, {"_kg_m2", "kg/m&sup2;", 2},
         {"_kg_per_m2", "kg/m&sup2;", 2},        {"_cm2", "cm&sup2;", 2},          {"_mm2", "mm&sup2;", 1},
         {"_ml", "mL", 1},                      {"_mm", "mm", 2},                 {"_cm", "cm", 1},
         {"_hu", "HU", 1},                      {"_percent", "%", 1},             {"_pct", "%", 1},
@@ -188,7 +198,7 @@ static void sb_key_title(sbuf *b, const char *key) {
     }
     char t[128];
     snprintf(t, sizeof t, "%s", key);
-    static const char *strip[] = {"_cm2_per_m2", "_ml_per_m2", "_kg_per_m2", "_kg_m2", "_cm2", "_mm2", "_ml",
+    static const char *strip[] = {"_cm2_per_m2", "_cm2_m2", "_ml_per_m2", "_kg_per_m2", "_kg_m2", "_cm2", "_mm2", "_ml",
                                   "_mm",         "_cm",        "_hu",        "_percent", "_pct", "_kg", "_m_s",
                                   "_s",          "_m",         "_deg"};
     size_t n = strlen(t);
@@ -201,6 +211,16 @@ static void sb_key_title(sbuf *b, const char *key) {
     }
     for (char *p = t; *p; p++)
         if (*p == '_') *p = ' ';
+    /* acronyms as clinicians write them */
+    static const char *const acr[] = {"imat", "smi", "sma", "sat", "vat", "bmi", "hu", "asmi", "sppb", NULL};
+    for (char *w = t; *w;) {
+        char *e = w;
+        while (*e && *e != ' ') e++;
+        for (const char *const *a = acr; *a; a++)
+            if ((size_t)(e - w) == strlen(*a) && !strncmp(w, *a, (size_t)(e - w)))
+                for (char *q = w; q < e; q++) *q = (char)toupper((unsigned char)*q);
+        w = *e ? e + 1 : e;
+    }
     if (t[0]) t[0] = (char)toupper((unsigned char)t[0]);
     sb_esc(b, t);
 }
@@ -274,8 +294,9 @@ static const char *CSS =
     "@page{size:A4;margin:10mm}"
     "@media print{html{background:#fff}body{max-width:none;padding:0;font-size:8.5pt;line-height:1.25}"
     "h1{font-size:14pt}h2{font-size:11pt;margin:3mm 0 1.5mm 0}h3{margin:2mm 0 1mm 0}"
-    "th,td{padding:0.5mm 1.5mm}table{font-size:8pt}"
-    "figure img{max-height:92mm;width:auto}"
+    "th,td{padding:0.3mm 1.5mm}table{font-size:7.5pt;margin:0.5mm 0 1mm 0}p{margin:1mm 0}"
+    ".meta{font-size:8pt}.warn{padding:1mm 2mm;margin:2mm 0}.verdict{padding:1mm 2mm;margin:1mm 0}"
+    "figure img{max-height:85mm;width:auto}"
     "table,figure,.verdict,.warn{break-inside:avoid}}";
 
 static const char *jstr(const json_t *o, const char *key) {
@@ -334,10 +355,12 @@ static void sb_json_plain(sbuf *b, const json_t *v) {
         json_object_foreach((json_t *)v, k, x) {
             if (json_is_null(x)) continue;
             sb_puts(b, n++ ? ", " : "");
-            sb_esc(b, k);
+            sb_key_title(b, k);
             sb_puts(b, " ");
             if (json_is_string(x) && !strcmp(k, "unit")) sb_unit(b, json_string_value(x));
             else sb_json_plain(b, x);
+            if (json_is_number(x) && key_format(k).unit[0] && strcmp(key_format(k).unit, "fraction"))
+                sb_printf(b, " %s", key_format(k).unit);
         }
     } else if (json_is_array(v)) {
         size_t i;
@@ -581,6 +604,87 @@ static void segment_section(page *pg, const json_t *seg) {
     if (json_is_number(h)) sb_printf(b, "; height %.2f m (indices = measure / height&sup2;)", json_number_value(h));
     sb_puts(b, ". HU statistics of the CT inside each structure (SD: population).</p>");
     if (json_is_array(labels)) entries_table(pg, labels, groups, "Groups", "Structure");
+}
+
+/* `sarco l3`'s report (schema sarco.l3/1): the slice, the HU windows, the measures with their
+ * definitions, the classes and the table's judgement; any other numbers as a key/value table. */
+static void l3_section(page *pg, const json_t *l3) {
+    sbuf *b = &pg->b;
+    sb_puts(b, "<h2>L3 body composition</h2>");
+    const json_t *sl = json_object_get(l3, "slice"), *win = json_object_get(l3, "windows_hu");
+    if (json_is_object(sl) || json_is_object(win)) {
+        sb_puts(b, "<p class=\"small\">");
+        if (json_is_object(sl)) {
+            const json_t *idx = json_object_get(sl, "index"), *avg = json_object_get(sl, "averaged_over");
+            sb_puts(b, "Slice ");
+            sb_json_plain(b, idx);
+            const json_t *src = json_object_get(sl, "source");
+            if (src && !json_is_null(src)) {
+                sb_puts(b, " (");
+                sb_json_plain(b, src);
+                sb_puts(b, ")");
+            }
+            if (json_is_integer(avg) && json_integer_value(avg) > 1) {
+                sb_printf(b, ", measures averaged over %lld slices (", (long long)json_integer_value(avg));
+                sb_json_plain(b, json_object_get(sl, "indices"));
+                sb_puts(b, ")");
+            }
+            sb_puts(b, ". ");
+        }
+        if (json_is_object(win)) {
+            sb_puts(b, "HU windows");
+            int incl = json_is_true(json_object_get(win, "inclusive")), defs = json_is_true(json_object_get(win, "defaults"));
+            if (incl || defs) sb_printf(b, " (%s%s%s)", incl ? "inclusive" : "", incl && defs ? ", " : "",
+                                        defs ? "the defaults" : "");
+            sb_puts(b, ": ");
+            const char *k;
+            const json_t *v;
+            int n = 0;
+            json_object_foreach((json_t *)win, k, v) {
+                if (!json_is_array(v) || json_array_size(v) != 2) continue;
+                sb_puts(b, n++ ? "; " : "");
+                sb_key_title(b, k);
+                sb_printf(b, " %g..%g", json_number_value(json_array_get(v, 0)), json_number_value(json_array_get(v, 1)));
+            }
+            sb_puts(b, " HU.");
+        }
+        const json_t *h = json_object_get(l3, "height_m");
+        if (json_is_number(h)) sb_printf(b, " Height %.2f m.", json_number_value(h));
+        sb_puts(b, "</p>");
+    }
+    const json_t *ms = json_object_get(l3, "measures"), *defs = json_object_get(l3, "definitions");
+    if (json_is_object(ms)) {
+        sb_puts(b, "<table class=\"kv\"><thead><tr><th>Measure</th><th class=\"num\">Value</th><th>Unit</th>"
+                   "<th>Definition</th></tr></thead><tbody>");
+        const char *k;
+        const json_t *v;
+        json_object_foreach((json_t *)ms, k, v) {
+            keyfmt f = key_format(k);
+            sb_puts(b, "<tr><td>");
+            sb_key_title(b, k);
+            sb_puts(b, "</td>");
+            sb_num_cell(b, v, k);
+            sb_printf(b, "<td>%s</td><td class=\"small\">", f.unit);
+            sb_esc(b, jstr(defs, k));
+            sb_puts(b, "</td></tr>");
+        }
+        sb_puts(b, "</tbody></table>");
+    }
+    const json_t *cls = json_object_get(l3, "classes");
+    if (json_is_array(cls) && json_array_size(cls)) {
+        sb_puts(b, "<h3>Per class</h3>");
+        entries_table(pg, cls, NULL, NULL, "Class");
+    }
+    const json_t *jud = json_object_get(l3, "judgement");
+    if (jud && !json_is_null(jud)) {
+        sb_puts(b, "<p class=\"verdict\">Cut-off table: ");
+        sb_json_plain(b, jud);
+        sb_puts(b, "</p>");
+    }
+    static const char *const skip[] = {"schema", "library_version", "input", "model", "settings", "timing_s",
+                                       "preprocess", "image", "slice", "windows_hu", "height_m", "measures",
+                                       "definitions", "segmentation", "judgement", "classes", "per_slice", NULL};
+    scalars_table(pg, l3, skip);
 }
 
 static void sb_threshold(sbuf *b, const json_t *c) {
@@ -919,13 +1023,7 @@ sarco_status sarco_report_html(sarco_context *ctx, const sarco_report_inputs *us
     }
 
     if (seg) segment_section(&pg, seg);
-    if (l3) {
-        static const char *const skip[] = {"schema", "library_version", "input", "model", "settings", "timing_s",
-                                           "preprocess", NULL};
-        sb_puts(b, "<h2>L3 body composition</h2>");
-        scalars_table(&pg, l3, skip);
-        arrays_tables(&pg, l3);
-    }
+    if (l3) l3_section(&pg, l3);
     if (mea) {
         static const char *const skip[] = {"schema", "library_version", "input", "dims", "spacing_mm", NULL};
         sb_puts(b, "<h2>Measurements (label map)</h2>");

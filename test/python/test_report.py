@@ -253,9 +253,12 @@ class ReportBrowserTest(unittest.TestCase):
         vals = [float(v) for v in re.findall(r'data-value="([^"]+)"', page)]
         for c in l3["classes"]:
             for k, v in c.items():
-                if k not in ("label", "name"):
+                if k not in ("label", "name") and v is not None:
                     self.assertIn(float(v), vals, k)
-        self.assertIn(float(l3["smi_cm2_per_m2"]), vals)
+        for k, v in l3["measures"].items():
+            self.assertIn(float(v), vals, k)
+        self.assertIn("HU windows (inclusive, the defaults): Muscle -29..150; Low attenuation -29..29; "
+                      "IMAT -190..-30 HU", page)
 
     def test_header_and_segment_html(self):
         with open(self.report, encoding="utf-8") as f:
