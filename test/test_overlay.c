@@ -313,6 +313,9 @@ static void test_bad_input(void **state) {
     sarco_overlay_options_init(&o);
     o.pixel_mm = 1e-4; /* a 400000-pixel canvas */
     assert_int_equal(sarco_overlay_render(g_ctx, img, lab, &o, &rgb, &w, &h), SARCO_ERR_LIMIT);
+    o.pixel_mm = 1e-300; /* past every int: still a clean LIMIT */
+    assert_int_equal(sarco_overlay_render(g_ctx, img, lab, &o, &rgb, &w, &h), SARCO_ERR_LIMIT);
+    assert_non_null(strstr(sarco_last_error(g_ctx), "cap"));
     sarco_overlay_options_init(&o);
     img->spacing[0] = NAN;
     assert_int_equal(sarco_overlay_render(g_ctx, img, lab, &o, &rgb, &w, &h), SARCO_ERR_INVALID_ARGUMENT);

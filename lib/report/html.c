@@ -923,7 +923,13 @@ sarco_status sarco_report_html(sarco_context *ctx, const sarco_report_inputs *us
     char sha[65] = "";
     const char *arch = seg ? jstr(json_object_get(seg, "model"), "arch") : NULL;
     if (model_path) {
-        if ((st = sarco_sha256_file(ctx, model_path, sha)) != SARCO_OK) goto done;
+        if ((st = sarco_sha256_file(ctx, model_path, sha)) != SARCO_OK) {
+            char m[1024];
+            snprintf(m, sizeof m, "%s", sarco_last_error(ctx));
+            st = sarco_fail(ctx, st, "report: the model file is needed for its SHA-256 and card: %s (name it with "
+                            "--model / model_path)", m);
+            goto done;
+        }
         sarco_st_file *f = NULL;
         if ((st = sarco_st_open(ctx, model_path, &f)) != SARCO_OK) goto done;
         if (f->config_json) cfg = json_loads(f->config_json, 0, NULL);

@@ -95,9 +95,13 @@ typedef struct render {
     int64_t *vox;  /* one panel's voxel indices */
 } render;
 
+/* Output pixels along an axis; past the canvas cap it says cap + 1, so the caller's LIMIT check fires
+ * before any int arithmetic can overflow. */
 static int panel_size(double n, double sp, double d) {
-    long v = lround(n * sp / d);
-    return v < 1 ? 1 : (int)v;
+    double v = n * sp / d;
+    if (!(v < SARCO_OVERLAY_MAX_SIDE)) return SARCO_OVERLAY_MAX_SIDE + 1;
+    long r = lround(v);
+    return r < 1 ? 1 : (int)r;
 }
 
 static void draw_panel(render *r, const view *v, int ox, int oy) {
@@ -408,6 +412,7 @@ sarco_status sarco_overlay_render_ex(sarco_context *ctx, const sarco_image *img,
             for (int k = 0; k < nviews - 1; k++) {
                 int64_t z = lay.panels[k].slice;
                 int row = (int)floor(((double)(flip[2] ? nz - 1 - z : z) + 0.5) * r.sp[2] / d);
+                if (row >= lay.panels[i].h) row = lay.panels[i].h - 1;
                 for (int t = 0; t < 5; t++) {
                     put(r.rgb, r.W, r.H, lay.panels[i].x + t, lay.panels[i].y + row, WHITE);
                     put(r.rgb, r.W, r.H, lay.panels[i].x + lay.panels[i].w - 1 - t, lay.panels[i].y + row, WHITE);
