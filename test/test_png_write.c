@@ -177,12 +177,36 @@ static void test_faults_leave_old_file(void **state) {
     free(p);
 }
 
+static void test_grey8_labels(void **state) {
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/lab8.png", g_dir);
+    uint16_t v[35];
+    for (int i = 0; i < 35; i++) v[i] = (uint16_t)((i * 37) % 256);
+    assert_int_equal(sarco_png_write_grey8(g_ctx, path, 7, 5, v), SARCO_OK);
+    uint16_t *back;
+    sarco_image *g;
+    assert_int_equal(sarco_labels_read(g_ctx, path, &back, &g), SARCO_OK);
+    assert_int_equal(g->dims[0], 7);
+    assert_int_equal(g->dims[1], 5);
+    assert_memory_equal(back, v, sizeof v);
+    sarco_labels_free(back);
+    sarco_image_free(g);
+    v[3] = 256;
+    snprintf(path, sizeof path, "%s/lab9.png", g_dir);
+    assert_int_equal(sarco_png_write_grey8(g_ctx, path, 7, 5, v), SARCO_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(sarco_last_error(g_ctx), "value 256 at pixel 3 does not fit 8 bits"));
+    assert_int_equal(sarco_png_write_grey8(g_ctx, path, 0, 5, v), SARCO_ERR_INVALID_ARGUMENT);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_every_channel_count),
         cmocka_unit_test(test_grey_through_image_read_with_phys),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_faults_leave_old_file),
+        cmocka_unit_test(test_grey8_labels),
     };
     return cmocka_run_group_tests_name("png_write", tests, setup, teardown);
 }

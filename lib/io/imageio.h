@@ -60,6 +60,11 @@ SARCO_INTERNAL sarco_status sarco_png_write_ex(sarco_context *ctx, const char *p
                                                int64_t width, int64_t height, int channels, const double *spacing_mm,
                                                const sarco_write_fault *fault);
 
+/* An 8-bit grey PNG of width x height values (row-major, x fastest, each <= 255), written atomically
+ * through sarco_png_write_ex (the nnU-Net branch's label output calls this; same signature). */
+SARCO_INTERNAL sarco_status sarco_png_write_grey8(sarco_context *ctx, const char *path, uint32_t width, uint32_t height,
+                                                  const uint16_t *values);
+
 /* The affine (mm) and spacing the reader derives from a header geometry, via nifticlib.
  * Returns 0 when the geometry has no usable transform (non-finite, singular). */
 SARCO_INTERNAL int sarco_nifti_geometry_affine(const sarco_nifti_geometry *g, double affine[4][4], double spacing[3]);

@@ -589,3 +589,21 @@ sarco_status sarco_png_write(sarco_context *ctx, const char *path, const uint8_t
                              int64_t height, int channels, const double *spacing_mm) {
     return sarco_png_write_ex(ctx, path, pixels, width, height, channels, spacing_mm, NULL);
 }
+
+/* 8-bit grey labels (the nnU-Net PNG label output of sarco_labels_write), through the writer above. */
+sarco_status sarco_png_write_grey8(sarco_context *ctx, const char *path, uint32_t width, uint32_t height,
+                                   const uint16_t *values) {
+    if (width == 0 || height == 0 || width > SARCO_PNG_MAX_SIDE || height > SARCO_PNG_MAX_SIDE)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: cannot write a %ux%u PNG", path, width, height);
+    size_t n = (size_t)width * height;
+    for (size_t i = 0; i < n; i++)
+        if (values[i] > 255)
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: value %u at pixel %llu does not fit 8 bits", path,
+                              values[i], (unsigned long long)i);
+    uint8_t *px = malloc(n);
+    if (!px) return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    for (size_t i = 0; i < n; i++) px[i] = (uint8_t)values[i];
+    sarco_status st = sarco_png_write_ex(ctx, path, px, width, height, 1, NULL, NULL);
+    free(px);
+    return st;
+}
