@@ -34,6 +34,12 @@ SARCO_HD int sarco_edt_line_any(const uint8_t *m, int64_t n, int64_t S, uint8_t 
     return 0;
 }
 
+/* The GPU's fastest-axis pass stages a tile of consecutive lines (each n contiguous floats) in shared
+ * memory transposed: element e of the tile's memory (line e / n, voxel e % n) lands at
+ * (e % n) * pitch + e / n, so a thread runs its line with stride `pitch` while the block loads and
+ * stores the tile in memory order (coalesced). pitch = lines per tile + 1 keeps banks apart. */
+SARCO_HD int64_t sarco_edt_tile_index(int64_t e, int64_t n, int64_t pitch) { return (e % n) * pitch + e / n; }
+
 /* Envelope scratch of one line of n voxels (sarco_edt_line's fv, z and v), in one block of
  * sarco_edt_scratch_bytes(n) bytes (a multiple of 16) starting at an 8-byte aligned p. */
 SARCO_HD size_t sarco_edt_scratch_bytes(int64_t n) {

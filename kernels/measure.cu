@@ -1,5 +1,5 @@
 /* Measurements on the device (the op table's edt_axis and label_stats). The arithmetic is the CPU's:
- * kernels/edt_hd.h (one line per thread) and kernels/measure_hd.h (per-voxel accumulation); these
+ * kernels/edt_hd.h (one line per thread; the fastest axis through shared-memory tiles) and kernels/measure_hd.h (per-voxel accumulation); these
  * wrappers only map threads to lines and voxels. */
 #include "../lib/cuda/cuda_internal.h"
 #include "edt_hd.h"
@@ -34,6 +34,44 @@ __global__ void k_edt_axis(int64_t lines, int64_t n, int64_t S, double s2, const
     }
 }
 
+/* The fastest axis (S = 1): a line per thread would have neighbouring threads read addresses n floats
+ * apart. Instead a block of EDT_TILE threads takes EDT_TILE consecutive lines (one contiguous run of
+ * memory), loads them into shared memory in memory order (coalesced), each thread runs its line there
+ * (sarco_edt_tile_index: stride EDT_TILE + 1, so the 32 threads of a step hit 32 different banks), and
+ * the block stores the tile back in memory order. Same line functions, same bits as k_edt_axis. */
+#define EDT_TILE 32
+__global__ void k_edt_rows(int64_t lines, int64_t n, double s2, const uint8_t *sites, uint8_t site_bit,
+                           const uint8_t *query, uint8_t query_bit, int take_sqrt, float *f, char *scratch, size_t per) {
+    extern __shared__ float tile[]; /* n x (EDT_TILE + 1) */
+    __shared__ int ran[EDT_TILE];
+    const int j = threadIdx.x, pitch = EDT_TILE + 1;
+    int32_t *v = NULL;
+    double *fv = NULL, *z = NULL;
+    if (!sites) sarco_edt_scratch_split(scratch + per * ((size_t)blockIdx.x * EDT_TILE + j), n, &v, &fv, &z);
+    for (int64_t l0 = (int64_t)blockIdx.x * EDT_TILE; l0 < lines; l0 += (int64_t)gridDim.x * EDT_TILE) {
+        const int64_t nl = lines - l0 < EDT_TILE ? lines - l0 : EDT_TILE, count = nl * n;
+        float *base = f + l0 * n;
+        if (!sites)
+            for (int64_t e = j; e < count; e += EDT_TILE) tile[sarco_edt_tile_index(e, n, pitch)] = base[e];
+        const int64_t l = l0 + j;
+        ran[j] = j < nl && !(query && !sarco_edt_line_any(query + l * n, n, 1, query_bit));
+        __syncthreads();
+        if (ran[j]) {
+            float *t = tile + j;
+            if (sites)
+                sarco_edt_line_binary(n, s2, sites + l * n, 1, site_bit, t, pitch);
+            else
+                sarco_edt_line(n, s2, t, pitch, t, pitch, v, fv, z);
+            if (take_sqrt)
+                for (int64_t q = 0; q < n; q++) t[q * pitch] = sqrtf(t[q * pitch]);
+        }
+        __syncthreads();
+        for (int64_t e = j; e < count; e += EDT_TILE)
+            if (ran[e / n]) base[e] = tile[sarco_edt_tile_index(e, n, pitch)];
+        __syncthreads();
+    }
+}
+
 sarco_status sarco_cu_edt_axis(sarco_backend *be, const sarco_edt_desc *d, const uint8_t *sites, const uint8_t *query,
                                float *f) {
     sarco_status s = sarco_edt_desc_check(be->ctx, d, sites != NULL);
@@ -44,9 +82,27 @@ sarco_status sarco_cu_edt_axis(sarco_backend *be, const sarco_edt_desc *d, const
     int64_t S = 1;
     for (int a = d->axis + 1; a < 3; a++) S *= d->dims[a];
     const int64_t n = d->dims[d->axis], lines = d->dims[0] * d->dims[1] * d->dims[2] / n;
+    const size_t per = sarco_edt_scratch_bytes(n);
+    const double s2 = d->spacing * d->spacing;
+    /* the fastest axis through shared-memory tiles when a tile fits the block's shared memory */
+    const size_t smem = (size_t)n * (EDT_TILE + 1) * sizeof(float);
+    if (S == 1 && smem <= (size_t)cu->smem_optin) {
+        int64_t blocks = (lines + EDT_TILE - 1) / EDT_TILE;
+        if (blocks > (int64_t)cu->sm_count * 32) blocks = (int64_t)cu->sm_count * 32;
+        if (!sites && (int64_t)(EDT_SCRATCH_BUDGET / (per * EDT_TILE)) < blocks)
+            blocks = (int64_t)(EDT_SCRATCH_BUDGET / (per * EDT_TILE));
+        if (blocks < 1) blocks = 1;
+        void *scratch = NULL;
+        if (!sites && (s = sarco_cu_scratch(be, per * EDT_TILE * (size_t)blocks, &scratch)) != SARCO_OK) return s;
+        if (smem > 48 * 1024)
+            SARCO_CU_TRY(be, cudaFuncSetAttribute(k_edt_rows, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        k_edt_rows<<<(unsigned)blocks, EDT_TILE, smem, cu->stream>>>(lines, n, s2, sites, d->site_bit, query,
+                                                                     d->query_bit, d->take_sqrt, f, (char *)scratch, per);
+        SARCO_CU_LAUNCHED(be);
+        return SARCO_OK;
+    }
     /* one thread per line, at most as many as the device holds at once and, for envelope passes, as many
      * as EDT_SCRATCH_BUDGET gives scratch to (at least one block) */
-    const size_t per = sarco_edt_scratch_bytes(n);
     int64_t threads = lines < (int64_t)cu->sm_count * 2048 ? lines : (int64_t)cu->sm_count * 2048;
     if (!sites && (int64_t)(EDT_SCRATCH_BUDGET / per) < threads) threads = (int64_t)(EDT_SCRATCH_BUDGET / per);
     const int64_t blocks = threads > EDT_THREADS ? (threads + EDT_THREADS - 1) / EDT_THREADS : 1;
@@ -58,9 +114,8 @@ sarco_status sarco_cu_edt_axis(sarco_backend *be, const sarco_edt_desc *d, const
         s = sarco_cu_scratch(be, bytes, &scratch);
         if (s != SARCO_OK) return s;
     }
-    k_edt_axis<<<(unsigned)blocks, EDT_THREADS, 0, cu->stream>>>(lines, n, S, d->spacing * d->spacing, sites,
-                                                                  d->site_bit, query, d->query_bit, d->take_sqrt, f,
-                                                                  (char *)scratch, per);
+    k_edt_axis<<<(unsigned)blocks, EDT_THREADS, 0, cu->stream>>>(lines, n, S, s2, sites, d->site_bit, query,
+                                                                  d->query_bit, d->take_sqrt, f, (char *)scratch, per);
     SARCO_CU_LAUNCHED(be);
     return SARCO_OK;
 }

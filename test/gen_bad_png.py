@@ -8,6 +8,10 @@ against samples this script chose, not against another decoder.
   manifest.tsv   file, api (image|labels), expected status, a substring the error message must hold
   expected.tsv   good files: width, height, flags, spacing (mm), and the file with the exact expected
                  values (<name>.f32: float32 LE, row-major; <name>.u16 for labels)
+  pictures.tsv   good image files read by sarco_picture_read: channels, bit depth, flags, spacing
+                 (row, col mm) and <name>.pic, the samples as stored (float32 LE, planar (C, H, W));
+                 1/2/4-bit grey stretched to 0..255 as PIL reads it, palettes expanded to RGB (RGBA
+                 with tRNS)
 
 The image values follow docs/io.md: grey on a 0..255 scale (1/2/4-bit stretched by 255 / (2^bits - 1),
 16-bit divided by 257), palette and RGB by ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B (exactly the
@@ -27,9 +31,12 @@ OUT = os.path.join(HERE, 'data', 'png')
 SIG = b'\x89PNG\r\n\x1a\n'
 CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 FLAG_NO_SPACING = 4
+FLAG_FROM_PALETTE = 0x100
+FLAG_STRETCHED = 0x200
 
 manifest = []
 expected = []
+pictures = []
 
 
 def chunk(typ, data, crc=None):
@@ -143,18 +150,50 @@ def expect_image(samples, bd, ct, palette=None):
     return v.astype(np.float32)
 
 
+def expect_picture(name, samples, bd, ct, palette=None, trns=None, phys=None):
+    """sarco_picture_read's result: channels as stored, planar; appended to pictures.tsv."""
+    flags = 0
+    if ct == 3:
+        pal = np.asarray(palette, dtype=np.float64)
+        if trns is not None:
+            alpha = np.full(len(pal), 255.0)
+            alpha[:len(trns)] = trns
+            pal = np.concatenate([pal, alpha[:, None]], axis=1)
+        v = pal[samples[..., 0]]
+        flags |= FLAG_FROM_PALETTE
+        depth = 8
+    elif bd < 8:
+        v = samples.astype(np.float64) * (255.0 / ((1 << bd) - 1))
+        flags |= FLAG_STRETCHED
+        depth = 8
+    else:
+        v = samples.astype(np.float64)
+        depth = bd
+    if phys and phys[2] == 1 and phys[0] > 0 and phys[1] > 0:
+        spacing = [1000.0 / phys[1], 1000.0 / phys[0]]
+    else:
+        spacing = [0.0, 0.0]
+        flags |= FLAG_NO_SPACING
+    v = np.moveaxis(v, -1, 0)  # (C, H, W)
+    v.astype('<f4').tofile(os.path.join(OUT, name + '.pic'))
+    pictures.append((name, v.shape[0], depth, flags, spacing, name + '.pic'))
+
+
 def put(name, body):
     with open(os.path.join(OUT, name), 'wb') as f:
         f.write(body)
 
 
-def good(name, w, h, bd, ct, seed=0, api='image', phys=None, palette=None, npal=None, samples=None, **kw):
+def good(name, w, h, bd, ct, seed=0, api='image', phys=None, palette=None, npal=None, samples=None, trns=None,
+         **kw):
     if ct == 3 and palette is None:
         npal = npal or (1 << bd)
         palette = np.random.default_rng(seed + 1000).integers(0, 255, (npal, 3), endpoint=True)
         palette[1] = [77, 77, 77]  # a grey entry
     if samples is None:
         samples = samples_for(w, h, bd, ct, seed, len(palette) if palette is not None else None)
+    if trns is not None:
+        kw['before_idat'] = chunk(b'tRNS', bytes(trns)) + kw.get('before_idat', b'')
     put(name, png(w, h, bd, ct, samples, palette=palette, phys=phys, **kw))
     flags, spacing = 0, [0.0, 0.0, 0.0]
     if phys and phys[2] == 1 and phys[0] > 0 and phys[1] > 0:
@@ -164,6 +203,7 @@ def good(name, w, h, bd, ct, seed=0, api='image', phys=None, palette=None, npal=
     if api == 'image':
         dfile = name + '.f32'
         expect_image(samples, bd, ct, palette).astype('<f4').tofile(os.path.join(OUT, dfile))
+        expect_picture(name, samples, bd, ct, palette, trns, phys)
     else:
         dfile = name + '.u16'
         samples[..., 0].astype('<u2').tofile(os.path.join(OUT, dfile))
@@ -197,6 +237,8 @@ def corpus():
     good('good_wide.png', 1000, 1, 8, 0, seed=63)
     good('good_tall.png', 1, 300, 1, 0, seed=64)
     good('good_palette_short.png', 9, 5, 8, 3, seed=65, npal=3)  # 3 entries, indices 0..2
+    # palette with transparency for the first 3 of 16 entries: a picture reads it as RGBA
+    good('good_palette_trns.png', 9, 5, 4, 3, seed=66, trns=[0, 128, 255], phys=mm10)
 
     # spacing: pHYs in metres (x != y); unit unknown; none; zero resolution
     good('good_phys_metre.png', 8, 6, 8, 0, seed=70, phys=(3937, 5000, 1))
@@ -217,6 +259,7 @@ def corpus():
     manifest.append(('good_after_iend.png', 'image', 'SARCO_OK', '-'))
     expected.append(('good_after_iend.png', 'image', 6, 4, FLAG_NO_SPACING, [0.0] * 3, 'good_after_iend.png.f32'))
     expect_image(s, 8, 0).astype('<f4').tofile(os.path.join(OUT, 'good_after_iend.png.f32'))
+    expect_picture('good_after_iend.png', s, 8, 0)
 
     # labels: grey samples and palette indices as stored
     good('lab_grey8.png', 12, 9, 8, 0, seed=90, api='labels', phys=mm10)
@@ -309,6 +352,11 @@ def save_tables():
         f.write('# file\tapi\twidth\theight\tflags\tspacing (mm)\tvalues file\n')
         for name, api, w, h, flags, spacing, dfile in expected:
             f.write('\t'.join([name, api, str(w), str(h), str(flags), ','.join(repr(float(v)) for v in spacing),
+                               dfile]) + '\n')
+    with open(os.path.join(OUT, 'pictures.tsv'), 'w') as f:
+        f.write('# file\tchannels\tbit depth\tflags\tspacing row,col (mm)\tsamples file (float32 LE, C H W)\n')
+        for name, ch, depth, flags, spacing, dfile in pictures:
+            f.write('\t'.join([name, str(ch), str(depth), str(flags), ','.join(repr(float(v)) for v in spacing),
                                dfile]) + '\n')
 
 

@@ -7,7 +7,12 @@
  *     leading-dimension rules, against the row-major definition, on random layouts;
  *   - kernels/norm_hd.h's Welford moments merged in the order the GPU reduces them (per-thread
  *     pushes, warp shuffle tree, then warps and chunks in sequence), against two-pass double
- *     statistics, on plain data and on data with mean 1e5 and std 1 where naive float sums fail. */
+ *     statistics, on plain data and on data with mean 1e5 and std 1 where naive float sums fail;
+ *   - lib/cuda/dnn_status.h: cuDNN 9 status categories, only NOT_SUPPORTED's may fall back;
+ *   - kernels/softmax.cu's warp-per-row softmax: 32 lanes' partials merged by the xor-shuffle tree, against
+ *     the one-lane line the CPU runs (sums to 1, NaN and inf rows, logits of 1e4);
+ *   - kernels/measure.cu's fastest-axis EDT tiles: lines staged transposed (sarco_edt_tile_index) and run
+ *     with the tile's pitch give the same bits as the lines run in place. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,7 +25,10 @@
 #include <cmocka.h>
 
 #include "kernels/conv_hd.h"
+#include "kernels/edt_hd.h"
 #include "kernels/norm_hd.h"
+#include "kernels/softmax_hd.h"
+#include "lib/cuda/dnn_status.h"
 #include "lib/cuda/gemm_map.h"
 
 static uint64_t g_rng = 0x243F6A8885A308D3ull;
@@ -283,11 +291,140 @@ static void test_gemm_map(void **state) {
         }
 }
 
+/* ---- softmax, a warp per row ------------------------------------------------------------------- */
+
+/* k_softmax_warp on the CPU: the lanes' partials, then the xor butterfly every lane runs (lane 0's result
+ * is returned; the test checks all lanes agree bit for bit, as the kernel relies on). */
+static void softmax_warp_emulated(const float *x, int64_t n, float *y) {
+    float m[32], s[32], t[32];
+    for (int l = 0; l < 32; l++) m[l] = sarco_hd_softmax_part_max(x, n, 1, l, 32);
+    for (int o = 16; o; o >>= 1) {
+        for (int l = 0; l < 32; l++) t[l] = sarco_hd_softmax_max2(m[l], m[l ^ o]);
+        memcpy(m, t, sizeof m);
+    }
+    for (int l = 0; l < 32; l++) s[l] = sarco_hd_softmax_part_sum(x, n, 1, l, 32, m[l]);
+    for (int o = 16; o; o >>= 1) {
+        for (int l = 0; l < 32; l++) t[l] = s[l] + s[l ^ o];
+        memcpy(s, t, sizeof s);
+    }
+    for (int l = 1; l < 32; l++) {
+        assert_memory_equal(&m[l], &m[0], sizeof(float));
+        assert_memory_equal(&s[l], &s[0], sizeof(float));
+    }
+    for (int l = 0; l < 32; l++) sarco_hd_softmax_part_write(x, n, 1, l, 32, m[l], 1.0f / s[l], y);
+}
+
+static void test_softmax_warp(void **state) {
+    (void)state;
+    const int64_t ns[] = {1, 5, 31, 32, 33, 216, 1000};
+    double worst = 0.0;
+    for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+        int64_t n = ns[k];
+        float *x = malloc(n * sizeof *x), *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+        for (int rep = 0; rep < 20; rep++) {
+            for (int64_t i = 0; i < n; i++) x[i] = (float)(urand() * (rep < 10 ? 8.0 : 1e4));
+            sarco_hd_softmax_line(x, n, 1, a);
+            softmax_warp_emulated(x, n, b);
+            double sum = 0.0;
+            for (int64_t i = 0; i < n; i++) {
+                double d = fabs((double)a[i] - b[i]) / fmax(fabs((double)a[i]), 1e-30);
+                if (a[i] > 1e-30f && d > worst) worst = d;
+                assert_true(fabs((double)a[i] - b[i]) <= 1e-5 * fabs((double)a[i]) + 1e-37);
+                sum += b[i];
+            }
+            assert_true(fabs(sum - 1.0) < 1e-5);
+        }
+        /* a NaN anywhere: the whole row NaN, as the CPU; +inf: NaN as the CPU (inf - inf) */
+        for (int64_t i = 0; i < n; i++) x[i] = (float)urand();
+        x[n / 2] = NAN;
+        softmax_warp_emulated(x, n, b);
+        for (int64_t i = 0; i < n; i++) assert_true(isnan(b[i]));
+        x[n / 2] = INFINITY;
+        sarco_hd_softmax_line(x, n, 1, a);
+        softmax_warp_emulated(x, n, b);
+        for (int64_t i = 0; i < n; i++) assert_int_equal(isnan(a[i]) != 0, isnan(b[i]) != 0);
+        /* in place, as the op allows */
+        for (int64_t i = 0; i < n; i++) x[i] = (float)urand();
+        sarco_hd_softmax_line(x, n, 1, a);
+        softmax_warp_emulated(x, n, x);
+        for (int64_t i = 0; i < n; i++) assert_true(fabs((double)a[i] - x[i]) <= 1e-5 * fabs((double)a[i]) + 1e-37);
+        free(x);
+        free(a);
+        free(b);
+    }
+    print_message("softmax warp vs one lane: worst relative difference %.2e (bound 1e-5)\n", worst);
+}
+
+/* ---- EDT along the fastest axis through shared-memory tiles ------------------------------------ */
+
+static void test_edt_tiles(void **state) {
+    (void)state;
+    const int tile = 32, pitch = tile + 1;
+    const int64_t ns[] = {1, 7, 64, 97};
+    for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+        const int64_t n = ns[k], lines = 45; /* a full tile and a partial one */
+        const double s2 = 0.7 * 0.7;
+        uint8_t *sites = malloc(lines * n);
+        float *direct = malloc(lines * n * sizeof(float)), *tiled = malloc(lines * n * sizeof(float));
+        float *buf = malloc(n * pitch * sizeof(float));
+        void *scr = malloc(sarco_edt_scratch_bytes(n));
+        int32_t *v;
+        double *fv, *z;
+        sarco_edt_scratch_split(scr, n, &v, &fv, &z);
+        for (int64_t i = 0; i < lines * n; i++) sites[i] = urand() > 0.6 ? 1 : 0;
+        for (int pass = 0; pass < 2; pass++) {
+            /* pass 0: the binary first pass; pass 1: the envelope on its result */
+            for (int64_t l = 0; l < lines; l++) {
+                if (pass == 0) sarco_edt_line_binary(n, s2, sites + l * n, 1, 1, direct + l * n, 1);
+                else sarco_edt_line(n, s2, direct + l * n, 1, direct + l * n, 1, v, fv, z);
+            }
+            for (int64_t l0 = 0; l0 < lines; l0 += tile) {
+                const int64_t nl = lines - l0 < tile ? lines - l0 : tile, count = nl * n;
+                float *base = tiled + l0 * n;
+                if (pass == 1)
+                    for (int64_t e = 0; e < count; e++) buf[sarco_edt_tile_index(e, n, pitch)] = base[e];
+                for (int64_t j = 0; j < nl; j++) {
+                    float *t = buf + j;
+                    if (pass == 0) sarco_edt_line_binary(n, s2, sites + (l0 + j) * n, 1, 1, t, pitch);
+                    else sarco_edt_line(n, s2, t, pitch, t, pitch, v, fv, z);
+                }
+                for (int64_t e = 0; e < count; e++) base[e] = buf[sarco_edt_tile_index(e, n, pitch)];
+            }
+            assert_memory_equal(direct, tiled, lines * n * sizeof(float));
+        }
+        free(sites);
+        free(direct);
+        free(tiled);
+        free(buf);
+        free(scr);
+    }
+}
+
+/* ---- cuDNN statuses: categories, and which may fall back ------------------------------------- */
+
+static void test_dnn_status(void **state) {
+    (void)state;
+    /* NOT_SUPPORTED and its details (3002 NOT_SUPPORTED_SHAPE, 3007 ARCH_MISMATCH, ...) fall back */
+    const int fall[] = {3000, 3001, 3002, 3007, 3999};
+    /* success, sub-library loading (1008), BAD_PARAM and its details (2003 MISALIGNED_POINTER), internal
+     * errors and execution failures do not: they are errors */
+    const int fail[] = {0, 1000, 1002, 1008, 2000, 2003, 2999, 4000, 4001, 5000, 5003};
+    for (size_t i = 0; i < sizeof fall / sizeof *fall; i++) assert_true(sarco_dnn_may_fall_back(fall[i]));
+    for (size_t i = 0; i < sizeof fail / sizeof *fail; i++) assert_false(sarco_dnn_may_fall_back(fail[i]));
+    assert_int_equal(sarco_dnn_category(3002), 3000);
+    assert_int_equal(sarco_dnn_category(2003), 2000);
+    /* the old bug: 3002 == 3000 is false, so a detailed refusal was taken for a hard failure */
+    assert_true(3002 != 3000 && sarco_dnn_may_fall_back(3002));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_direct),
         cmocka_unit_test(test_moments_tree),
         cmocka_unit_test(test_gemm_map),
+        cmocka_unit_test(test_softmax_warp),
+        cmocka_unit_test(test_dnn_status),
+        cmocka_unit_test(test_edt_tiles),
     };
     return cmocka_run_group_tests_name("cuda_hd", tests, NULL, NULL);
 }

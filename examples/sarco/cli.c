@@ -109,6 +109,36 @@ int cli_same_grid(const char *pa, const sarco_image *a, const char *pb, const sa
 
 json_t *cli_jreal(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
+json_t *cli_us_json(const sarco_us_measure *u) {
+    json_t *e = json_object();
+    json_object_set_new(e, "pixels", json_integer(u->pixels));
+    json_object_set_new(e, "csa_mm2", cli_jreal(u->csa_mm2));
+    json_object_set_new(e, "csa_cm2", cli_jreal(u->csa_cm2));
+    json_object_set_new(e, "mt_mm", cli_jreal(u->mt_mm));
+    json_object_set_new(e, "mt_columns", json_integer(u->mt_columns));
+    json_object_set_new(e, "mt_max_mm", cli_jreal(u->mt_max_mm));
+    json_object_set_new(e, "inscribed_diameter_mm", cli_jreal(u->inscribed_diameter_mm));
+    json_t *bb = json_object();
+    json_object_set_new(bb, "row_min", json_integer(u->row_min));
+    json_object_set_new(bb, "row_max", json_integer(u->row_max));
+    json_object_set_new(bb, "col_min", json_integer(u->col_min));
+    json_object_set_new(bb, "col_max", json_integer(u->col_max));
+    json_object_set_new(bb, "height_mm", cli_jreal(u->height_mm));
+    json_object_set_new(bb, "width_mm", cli_jreal(u->width_mm));
+    json_object_set_new(e, "bbox", bb);
+    json_object_set_new(e, "components", json_integer(u->components));
+    json_object_set_new(e, "largest_component_share", cli_jreal(u->largest_component_share));
+    json_object_set_new(e, "fragmented", json_boolean(u->flags & SARCO_US_FRAGMENTED));
+    json_object_set_new(e, "touches_edge", json_boolean(u->flags & SARCO_US_TOUCHES_EDGE));
+    if (u->flags & SARCO_US_HAS_IMAGE) {
+        const int have = u->finite_pixels > 0;
+        json_object_set_new(e, "echo_mean", have ? cli_jreal(u->echo_mean) : json_null());
+        json_object_set_new(e, "echo_sd", have ? cli_jreal(u->echo_sd) : json_null());
+        json_object_set_new(e, "finite_pixels", json_integer(u->finite_pixels));
+    }
+    return e;
+}
+
 void cli_json_geometry(json_t *obj, const sarco_image *img, const double *spo, int nsp) {
     json_t *dims = json_array(), *sp = json_array();
     for (int a = 0; a < img->ndim; a++) { /* file order: x, y[, z] */
@@ -131,4 +161,18 @@ int cli_write_json(const char *verb, const json_t *root, const char *report) {
     char msg[4200];
     snprintf(msg, sizeof msg, "cannot write the report to %s", report ? report : "stdout");
     return cli_fail(verb, SARCO_ERR_IO, msg);
+}
+
+int cli_parse_precision(const char *s, sarco_precision *p) {
+    static const struct {
+        const char *name;
+        sarco_precision v;
+    } names[] = {{"fp32", SARCO_PRECISION_FP32}, {"bf16", SARCO_PRECISION_BF16}, {"tf32", SARCO_PRECISION_TF32},
+                 {"fp16", SARCO_PRECISION_FP16}};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!strcmp(s, names[i].name)) {
+            *p = names[i].v;
+            return 1;
+        }
+    return 0;
 }

@@ -42,6 +42,8 @@ int cli_common_option(const char *verb, const char *usage, int argc, char **argv
 int cli_unknown_option(const char *verb, const char *arg, const char *usage);
 /* "X,Y[,Z]" of positive finite mm values: returns how many (up to 3), 0 when malformed. */
 int cli_parse_spacing(const char *s, double *sp);
+/* "fp32", "bf16", "tf32", "fp16" -> *p; 0 when s is none of them. */
+int cli_parse_precision(const char *s, sarco_precision *p);
 /* A CPU context with that many threads; on failure the reason is in msg. */
 sarco_status cli_cpu_context(int threads, sarco_context **ctx, char *msg, size_t n);
 
@@ -66,6 +68,9 @@ int cli_same_grid(const char *pa, const sarco_image *a, const char *pb, const sa
 json_t *cli_jreal(double v);
 /* Sets obj's "dims" and "spacing_mm" in file order (x, y[, z]), the --spacing values when nsp > 0. */
 void cli_json_geometry(json_t *obj, const sarco_image *img, const double *spo, int nsp);
+/* One label's ultrasound measures as the "ultrasound" JSON object of `sarco measure` (docs/measure.md);
+ * for any verb that reports them. */
+json_t *cli_us_json(const sarco_us_measure *u);
 /* Writes root as indented JSON to report (NULL: stdout); returns the exit code. */
 int cli_write_json(const char *verb, const json_t *root, const char *report);
 

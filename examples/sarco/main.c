@@ -1,5 +1,6 @@
 /* sarco <verb> [options] inputs */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -10,7 +11,7 @@ int cmd_measure(int argc, char **argv);  /* cmd_measure.c */
 int cmd_overlay(int argc, char **argv);  /* cmd_overlay.c */
 int cmd_report(int argc, char **argv);   /* cmd_report.c */
 static const cli_verb verbs[] = {
-    {"version", "print the library version", cmd_version},
+    {"version", "print the library version and the backend a context gets, with why", cmd_version},
     {"segment", "segment a CT with a model: label map + volume report", cmd_segment},
     {"evaluate", "segmentation metrics of a prediction against a reference", cmd_evaluate},
     {"measure", "per-label volumes/areas and HU statistics of a label map", cmd_measure},
@@ -37,11 +38,39 @@ int cli_fail(const char *verb, sarco_status s, const char *msg) {
     return cli_exit_code(s);
 }
 
+/* sarco version [--backend auto|cpu|cuda] [--device N]: the library's version and the backend a context
+ * of that kind runs on, with why (the plug-in and device, or why AUTO chose the CPU). */
 int cmd_version(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    printf("{\"version\": \"%s\", \"version_number\": %u}\n", sarco_version_string(), sarco_version_number());
-    return CLI_OK;
+    sarco_context_options o;
+    sarco_context_options_init(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--backend") && v) {
+            i++;
+            if (!strcmp(v, "auto")) o.backend = SARCO_BACKEND_AUTO;
+            else if (!strcmp(v, "cpu")) o.backend = SARCO_BACKEND_CPU;
+            else if (!strcmp(v, "cuda")) o.backend = SARCO_BACKEND_CUDA;
+            else return cli_fail("version", SARCO_ERR_INVALID_ARGUMENT, "--backend must be auto, cpu or cuda");
+        } else if (!strcmp(a, "--device") && v) {
+            o.device = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: sarco version [--backend auto|cpu|cuda] [--device N]\n");
+            return !strcmp(a, "--help") || !strcmp(a, "-h") ? CLI_OK : CLI_BAD_INPUT;
+        }
+    }
+    sarco_context *ctx = NULL;
+    char msg[2048];
+    sarco_status s = sarco_context_create_ex(&o, &ctx, msg, sizeof msg);
+    if (s != SARCO_OK) return cli_fail("version", s, msg);
+    json_t *root = json_object();
+    json_object_set_new(root, "version", json_string(sarco_version_string()));
+    json_object_set_new(root, "version_number", json_integer(sarco_version_number()));
+    json_object_set_new(root, "backend", json_string(sarco_context_backend(ctx) == SARCO_BACKEND_CUDA ? "cuda" : "cpu"));
+    json_object_set_new(root, "backend_detail", json_string(sarco_context_backend_detail(ctx)));
+    sarco_context_free(ctx);
+    int rc = cli_write_json("version", root, NULL);
+    json_decref(root);
+    return rc;
 }
 
 static void usage(FILE *f) {

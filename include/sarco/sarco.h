@@ -62,7 +62,9 @@ typedef enum sarco_backend_kind {
 typedef enum sarco_precision {
     SARCO_PRECISION_FP32 = 0, /* exact mode: the reference results */
     SARCO_PRECISION_TF32 = 1, /* GPU fast mode: TF32 tensor cores for convs and GEMMs */
-    SARCO_PRECISION_FP16 = 2  /* GPU fast mode: half-precision storage, FP32 accumulation */
+    SARCO_PRECISION_FP16 = 2, /* GPU fast mode: half-precision storage, FP32 accumulation */
+    SARCO_PRECISION_BF16 = 3  /* CPU fast mode (AVX512-BF16 or AMX only; refused elsewhere and on CUDA): BF16
+                                 weights and conv/linear inputs, FP32 accumulation, outputs and other ops */
 } sarco_precision;
 
 typedef enum sarco_log_level {
@@ -87,6 +89,9 @@ typedef struct sarco_context_options {
     sarco_log_fn log;            /* optional; default: silent */
     void *log_user;
     sarco_log_level log_level;   /* messages above this level are dropped; default WARN */
+    /* fields added later stay below, at the end */
+    size_t device_memory_limit;  /* bytes a CUDA context may hold on its device; 0 = $SARCO_CUDA_MEMORY_LIMIT,
+                                    else no limit (docs/cuda.md) */
 } sarco_context_options;
 
 SARCO_API void sarco_context_options_init(sarco_context_options *opts);
@@ -105,6 +110,10 @@ SARCO_API const char *sarco_last_error(const sarco_context *ctx);
 
 /* The backend this context actually runs on (CPU or CUDA, never AUTO). */
 SARCO_API sarco_backend_kind sarco_context_backend(const sarco_context *ctx);
+/* Which backend this context runs on and why, one line: for CUDA the plug-in file, the CUDA runtime
+ * it was built with, the driver's CUDA version and the device; for the CPU chosen by AUTO, why CUDA
+ * was not used (the loader's or the driver's own words). Never NULL; valid as long as ctx. */
+SARCO_API const char *sarco_context_backend_detail(const sarco_context *ctx);
 SARCO_API void sarco_context_set_progress(sarco_context *ctx, sarco_progress_fn fn, void *user);
 
 /* ---- images ------------------------------------------------------------------------------ */
@@ -251,6 +260,51 @@ SARCO_API sarco_status sarco_evaluate_labels(sarco_context *ctx, int ndim, const
                                              size_t *count);
 SARCO_API void sarco_seg_metrics_free(sarco_seg_metrics *m);
 
+/* Ultrasound measures of a 2D label map (docs/measure.md "Ultrasound"). dims = {rows, cols}: C order,
+ * rows down the image (the depth axis, away from the probe), columns across; spacing = {row, col} mm,
+ * required (NULL is INVALID_ARGUMENT: a pixel size is never assumed). Per label:
+ *   CSA = pixels x row spacing x col spacing;
+ *   extent of a column = (deepest - shallowest mask row + 1) x row spacing: the vertical extent;
+ *   MT = the median extent over the columns of the central third of the label's horizontal span
+ *        (the columns whose centres lie in [c0 + w/3, c0 + 2w/3] of the span [c0, c0 + w) in pixel
+ *        edges; at least the middle column), as DL_Track_US measures between the aponeuroses;
+ *   mt_max = the largest extent of any column;
+ *   inscribed diameter = 2 x the largest in-mask Euclidean distance to a pixel outside the label
+ *        (outside the image counts as outside), sarco_edt's distance;
+ *   components = 8-connected pieces, with the largest one's share of the pixels;
+ *   echo (with an image: the raw grey values, e.g. 0..255; colour images as their luma) = mean and
+ *        population SD over the label's finite pixels. */
+#define SARCO_US_HAS_IMAGE 0x1u      /* the echo fields are set */
+#define SARCO_US_EMPTY 0x2u          /* the label has no pixel: every size is 0 */
+#define SARCO_US_FRAGMENTED 0x4u     /* more than one 8-connected component */
+#define SARCO_US_TOUCHES_EDGE 0x8u   /* a pixel on the image border: the muscle may be cut off */
+
+typedef struct sarco_us_measure {
+    int32_t label;
+    uint32_t flags;                    /* SARCO_US_* */
+    int64_t pixels;
+    double csa_mm2, csa_cm2;
+    double mt_mm;                      /* median vertical extent, central third */
+    double mt_max_mm;                  /* largest vertical extent */
+    double inscribed_diameter_mm;      /* 2 x max in-mask EDT */
+    int64_t mt_columns;                /* columns the median ran over */
+    int64_t row_min, row_max, col_min, col_max; /* bounding box, inclusive pixel indices */
+    double height_mm, width_mm;        /* bounding box size: (row_max - row_min + 1) x row spacing, ... */
+    int64_t components;                /* 8-connected */
+    double largest_component_share;    /* pixels of the largest component / pixels */
+    int64_t finite_pixels;             /* with an image: pixels with a finite grey value */
+    double echo_mean, echo_sd;         /* with an image: mean, population SD (0 when no finite pixel) */
+} sarco_us_measure;
+
+/* Ultrasound measures of labels (rows x cols, uint16, 0 = background) with an optional grey image
+ * (float32, same dims). which/nwhich: the labels to report, in that order (absent ones flagged
+ * EMPTY); which = NULL reports every nonzero label present, ascending. Free *out with
+ * sarco_us_measures_free. */
+SARCO_API sarco_status sarco_measure_ultrasound(sarco_context *ctx, const int64_t *dims, const double *spacing,
+                                                const uint16_t *labels, const float *image, const int32_t *which,
+                                                size_t nwhich, sarco_us_measure **out, size_t *count);
+SARCO_API void sarco_us_measures_free(sarco_us_measure *m);
+
 /* Cohort statistics. Inputs must be finite; failures (too few values, zero variance) return
  * INVALID_ARGUMENT with the reason rather than a NaN. */
 
@@ -294,7 +348,11 @@ SARCO_API sarco_status sarco_stats_binary(sarco_context *ctx, const double *scor
  * metres and micrometres converted); affine = sform if sform_code > 0, else qform if qform_code > 0,
  * else diag(pixdim); spacing = the affine's column lengths. PNG: grey on a 0..255 scale (1/2/4-bit
  * stretched, 16-bit / 257 kept fractional; colour -> ITU-R BT.601 luma; alpha ignored); spacing
- * from pHYs in metres, else 0 with SARCO_IMAGE_NO_SPACING (see sarco_image_set_spacing). */
+ * from pHYs in metres, else 0 with SARCO_IMAGE_NO_SPACING (see sarco_image_set_spacing). JPEG
+ * (baseline, progressive; grey, YCbCr or RGB; libjpeg-turbo): the same grey scale (colour -> BT.601
+ * luma of the decoded RGB), spacing from the JFIF density as sarco_picture_read takes it; CMYK is
+ * UNSUPPORTED, and a damaged or truncated file is BAD_FORMAT, never half-read. Labels cannot come
+ * from a JPEG (lossy): UNSUPPORTED. */
 SARCO_API sarco_status sarco_image_read(sarco_context *ctx, const char *path, sarco_image **out);
 
 /* Writes img as float32 NIfTI, .nii or .nii.gz by the path's ending. An image read from NIfTI (and
@@ -326,6 +384,39 @@ SARCO_API sarco_status sarco_image_copy_geometry(sarco_context *ctx, sarco_image
  * affine's columns keep their directions (axis-aligned where they were zero) and take the new
  * lengths, NO_SPACING is cleared and the header geometry is dropped (nifti.version = 0). */
 SARCO_API sarco_status sarco_image_set_spacing(sarco_context *ctx, sarco_image *img, const double *spacing);
+
+/* ---- pictures: 2D images with their colour channels (docs/io.md "Pictures") ----------------- */
+
+/* A 2D raster as stored, channels kept apart: data[c * height * width + row * width + col], i.e.
+ * PyTorch's (C, H, W). Rows run down the image (the depth axis of an ultrasound image), columns
+ * across. Values are the file's samples, unscaled: 0..255 when bit_depth is 8, 0..65535 when 16
+ * (PNG grey of 1/2/4 bits is stretched to 0..255 and reported as 8, as PIL reads it); NIfTI pictures
+ * carry real values (bit_depth 0). */
+typedef struct sarco_picture {
+    int64_t width, height;   /* columns, rows */
+    int channels;            /* PNG: grey 1, grey+alpha 2, RGB 3, RGBA 4 (palette -> 3, or 4 with tRNS);
+                                JPEG: grey 1, RGB 3; NIfTI: 1 */
+    int bit_depth;           /* 8 or 16: the scale of the values; 0 = real values (NIfTI) */
+    double spacing[2];       /* row, col pixel size in mm; 0 = unknown (then SARCO_IMAGE_NO_SPACING) */
+    uint32_t flags;          /* SARCO_IMAGE_NO_SPACING, SARCO_PICTURE_* */
+    float *data;             /* owned by the picture */
+    /* fields added later stay below, at the end */
+    int format;              /* SARCO_PICTURE_FORMAT_* the picture was read from */
+} sarco_picture;
+
+#define SARCO_PICTURE_FROM_PALETTE 0x100u   /* PNG palette indices expanded to RGB(A) */
+#define SARCO_PICTURE_STRETCHED 0x200u      /* PNG grey of 1/2/4 bits stretched to 0..255 */
+#define SARCO_PICTURE_FORMAT_PNG 1
+#define SARCO_PICTURE_FORMAT_JPEG 2
+#define SARCO_PICTURE_FORMAT_NIFTI 3
+
+/* Reads a PNG, a JPEG or a 2D NIfTI file (told by content, checked as sarco_image_read checks it)
+ * with its channels as stored. Spacing: PNG pHYs in metres; JPEG JFIF density in dots per inch or
+ * per cm, except the 72 and 96 dpi that writers put in by default; NIfTI pixdim. Otherwise 0 with
+ * SARCO_IMAGE_NO_SPACING: the caller supplies it, it is never assumed. A 3D NIfTI (nz > 1) is
+ * INVALID_ARGUMENT. Free with sarco_picture_free. */
+SARCO_API sarco_status sarco_picture_read(sarco_context *ctx, const char *path, sarco_picture **out);
+SARCO_API void sarco_picture_free(sarco_picture *pic);
 
 /* ---- segmentation pipeline (docs/pipeline.md) ---------------------------------------------- */
 

@@ -24,6 +24,25 @@ void sarco_context_options_init(sarco_context_options *o) {
     o->log_level = SARCO_LOG_WARN;
 }
 
+/* SARCO_LOG=error|warn|info|debug: where a program set no log callback, messages up to that level go to
+ * stderr (the GPU check reads cuDNN's workspace requests and every fallback this way). */
+static void log_stderr(void *user, sarco_log_level level, const char *message) {
+    (void)user;
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    fprintf(stderr, "sarco %s: %s\n", names[level >= 0 && level <= SARCO_LOG_DEBUG ? level : 0], message);
+}
+
+static void log_from_env(sarco_context_options *o) {
+    const char *v = getenv("SARCO_LOG");
+    if (o->log || !v || !*v) return;
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    for (int l = 0; l <= SARCO_LOG_DEBUG; l++)
+        if (strcmp(v, names[l]) == 0) {
+            o->log = log_stderr;
+            o->log_level = (sarco_log_level)l;
+        }
+}
+
 static void set_msg(char *msg, size_t n, const char *text) {
     if (msg && n) snprintf(msg, n, "%s", text);
 }
@@ -48,7 +67,7 @@ sarco_status sarco_context_create_ex(const sarco_context_options *opts, sarco_co
         o.struct_size = sizeof o;
     }
     if (o.backend < SARCO_BACKEND_AUTO || o.backend > SARCO_BACKEND_CUDA || o.threads < 0 || o.device < 0 ||
-        o.precision < SARCO_PRECISION_FP32 || o.precision > SARCO_PRECISION_FP16) {
+        o.precision < SARCO_PRECISION_FP32 || o.precision > SARCO_PRECISION_BF16) {
         set_msg(msg, msg_size, "sarco_context_create: an option is out of range (backend, device, threads "
                                "or precision)");
         return SARCO_ERR_INVALID_ARGUMENT;
@@ -58,21 +77,40 @@ sarco_status sarco_context_create_ex(const sarco_context_options *opts, sarco_co
         set_msg(msg, msg_size, "sarco_context_create: out of memory");
         return SARCO_ERR_OUT_OF_MEMORY;
     }
+    log_from_env(&o);
     ctx->opts = o;
 
     sarco_status s = SARCO_ERR_BACKEND_UNAVAILABLE;
-    if (o.backend != SARCO_BACKEND_CPU) {
-        s = sarco_backend_open_cuda(ctx, &ctx->be);
-        if (s != SARCO_OK && o.backend == SARCO_BACKEND_CUDA) {
-            set_msg(msg, msg_size, ctx->err);
+    if (o.precision == SARCO_PRECISION_BF16 && o.backend == SARCO_BACKEND_CUDA) {
+        set_msg(msg, msg_size, "sarco_context_create: BF16 is a CPU mode; on CUDA use TF32 or FP16");
+        free(ctx);
+        return SARCO_ERR_UNSUPPORTED;
+    }
+    if (o.precision == SARCO_PRECISION_BF16 && o.backend == SARCO_BACKEND_AUTO) {
+        snprintf(ctx->backend_note, sizeof ctx->backend_note, "cpu: backend auto chose the CPU because BF16 is a "
+                 "CPU mode");
+        sarco_note(ctx, "backend auto: using the CPU (BF16 is a CPU mode)");
+    } else if (o.backend != SARCO_BACKEND_CPU) {
+        s = sarco_backend_open_cuda(ctx, &ctx->be); /* sets backend_note on success */
+        const char *strict = getenv("SARCO_CUDA_STRICT");
+        int no_fallback = o.backend == SARCO_BACKEND_CUDA || (strict && strcmp(strict, "1") == 0);
+        if (s != SARCO_OK && no_fallback) {
+            if (o.backend == SARCO_BACKEND_AUTO)
+                snprintf(ctx->backend_note, sizeof ctx->backend_note,
+                         "%.900s (SARCO_CUDA_STRICT=1: backend auto may not fall back to the CPU)", ctx->err);
+            set_msg(msg, msg_size, o.backend == SARCO_BACKEND_AUTO ? ctx->backend_note : ctx->err);
             free(ctx);
             return s;
         }
         if (s != SARCO_OK) {
             char why[sizeof ctx->err];
             snprintf(why, sizeof why, "%s", ctx->err);
+            snprintf(ctx->backend_note, sizeof ctx->backend_note, "cpu: backend auto chose the CPU because CUDA "
+                     "is unavailable: %.900s", why);
             sarco_note(ctx, "backend auto: using the CPU (CUDA unavailable: %s)", why);
         }
+    } else {
+        snprintf(ctx->backend_note, sizeof ctx->backend_note, "cpu: asked for");
     }
     if (s != SARCO_OK) {
         char note[sizeof ctx->err];
@@ -102,6 +140,10 @@ void sarco_context_free(sarco_context *ctx) {
 sarco_backend_kind sarco_context_backend(const sarco_context *ctx) {
     if (!ctx || !ctx->be) return SARCO_BACKEND_CPU;
     return strcmp(ctx->be->ops->name, "cuda") == 0 ? SARCO_BACKEND_CUDA : SARCO_BACKEND_CPU;
+}
+
+const char *sarco_context_backend_detail(const sarco_context *ctx) {
+    return ctx ? ctx->backend_note : "no context";
 }
 
 void sarco_context_set_progress(sarco_context *ctx, sarco_progress_fn fn, void *user) {

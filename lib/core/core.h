@@ -20,6 +20,8 @@ struct sarco_context {
     void *progress_user;
     size_t host_bytes;            /* bytes held through sarco_ctx_malloc */
     char err[1024];
+    /* fields added later stay below, at the end */
+    char backend_note[1024];      /* which backend runs and why (sarco_context_backend_detail) */
 };
 
 /* Records a message on ctx (ctx may be NULL: then the message is only logged) and returns s,

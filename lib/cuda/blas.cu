@@ -41,7 +41,8 @@ sarco_status sarco_cu_blas_init(sarco_backend *be, char *msg, size_t n) {
 
 void sarco_cu_blas_fini(sarco_backend *be) {
     sarco_cu *cu = sarco_cu_of(be);
-    if (cu->cublas) cublasDestroy((cublasHandle_t)cu->cublas);
+    cublasStatus_t st = cu->cublas ? cublasDestroy((cublasHandle_t)cu->cublas) : CUBLAS_STATUS_SUCCESS;
+    if (st != CUBLAS_STATUS_SUCCESS) sarco_log(be->ctx, SARCO_LOG_ERROR, "cublas: cublasDestroy: %s", cublasGetStatusString(st));
     cu->cublas = NULL;
 }
 
@@ -57,7 +58,7 @@ struct sarco_linear {
 
 void sarco_cu_linear_free(sarco_backend *be, sarco_linear *l) {
     if (!l) return;
-    if (sarco_cu_enter(be) == SARCO_OK) {
+    if (sarco_cu_device(be) == SARCO_OK) {
         sarco_cu_free(be, l->w);
         sarco_cu_free(be, l->b);
     }
@@ -98,6 +99,7 @@ sarco_status sarco_cu_linear_run(sarco_backend *be, sarco_linear *l, int64_t m, 
     int K = (int)l->d.in_features, N = (int)l->d.out_features;
     const float one = 1.0f, beta = residual == y ? 1.0f : 0.0f; /* y += ... when the residual is y itself */
     BLAS_TRY(be, cublasSgemm(handle_of(be), CUBLAS_OP_T, CUBLAS_OP_N, N, (int)m, K, &one, l->w, K, x, K, &beta, y, N));
+    SARCO_CU_LAUNCHED(be);
     const float *res = residual && residual != y ? residual : NULL;
     if (!l->b && !res && l->d.act == SARCO_ACT_NONE) return SARCO_OK;
     return sarco_cu_bias_act(be, m, N, y, l->b, res, l->d.act, l->d.alpha);
@@ -133,5 +135,6 @@ sarco_status sarco_cu_gemm(sarco_backend *be, const sarco_gemm_desc *d, const fl
                                                (long long)d->b_bs, a, (int)g.ldb, (long long)d->a_bs, &d->beta, c,
                                                (int)g.ldc, (long long)d->c_bs, (int)d->batch));
     }
+    SARCO_CU_LAUNCHED(be);
     return SARCO_OK;
 }

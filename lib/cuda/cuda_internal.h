@@ -9,18 +9,33 @@ extern "C" {
 #include "../ops/ops.h"
 }
 
+/* A device buffer handed out by alloc, with its size (the device memory limit counts bytes). */
+typedef struct sarco_cu_buf {
+    void *p;
+    size_t bytes;
+} sarco_cu_buf;
+
 /* One per context: the device, its stream and library handles, the scratch arena, live buffers. */
 typedef struct sarco_cu {
     int device;
     int fast;                /* TF32 tensor cores allowed (precision TF32 or FP16) */
     int sm_count;
+    int smem_optin;          /* shared memory a block may opt in to, bytes */
+    int strict;              /* SARCO_CUDA_STRICT=1: every fallback is an error */
+    int sync_each;           /* SARCO_CUDA_SYNC=1: synchronise and check after every kernel and library call */
     cudaStream_t stream;     /* every op, copy and allocation is ordered on this one stream */
     cudaMemPool_t pool;      /* context-owned pool (NULL: plain cudaMalloc/cudaFree) */
     void *cublas;            /* cublasHandle_t, lib/cuda/blas.cu */
     void *cudnn;             /* cudnnHandle_t, lib/cuda/cudnn_conv.cu */
     void *arena;             /* scratch for one op at a time: cuDNN workspace, norm partials */
     size_t arena_bytes;
-    void **live;             /* device buffers handed out by alloc, freed at destroy if still held */
+    size_t ws_cap;           /* largest cuDNN workspace taken (SARCO_CUDA_WORKSPACE_MIB, default 256 MiB) */
+    size_t ws_largest_asked; /* largest workspace cuDNN's chosen algorithms asked for (logged, bench) */
+    size_t dev_bytes;        /* bytes held through sarco_cu_malloc, arena included */
+    size_t dev_limit;        /* options.device_memory_limit or $SARCO_CUDA_MEMORY_LIMIT; 0 = none */
+    cudaError_t pending;     /* an error from a call that could not return one (a free): the next op reports it */
+    char pending_what[96];
+    sarco_cu_buf *live;      /* device buffers handed out by alloc, freed at destroy if still held */
     size_t nlive, cap;
 } sarco_cu;
 
@@ -33,16 +48,23 @@ SARCO_INTERNAL sarco_status sarco_cu_fail(sarco_backend *be, cudaError_t e, cons
         cudaError_t e_ = (call);                                                                               \
         if (e_ != cudaSuccess) return sarco_cu_fail((be), e_, #call);                                          \
     } while (0)
-/* After a <<<>>> launch: configuration errors show up here (execution errors at the next sync). */
-#define SARCO_CU_LAUNCHED(be) SARCO_CU_TRY(be, cudaGetLastError())
+/* After a <<<>>> launch or a library call: configuration errors show up here; with SARCO_CUDA_SYNC=1
+ * the stream is synchronised too, so a fault inside the kernel is reported against `op`. */
+SARCO_INTERNAL sarco_status sarco_cu_launched(sarco_backend *be, const char *op);
+#define SARCO_CU_LAUNCHED(be)                                                                                  \
+    do {                                                                                                       \
+        sarco_status s_ = sarco_cu_launched((be), __func__);                                                   \
+        if (s_ != SARCO_OK) return s_;                                                                         \
+    } while (0)
+/* A fallback (another algorithm, the direct kernel, an unfused path): logged as a warning and SARCO_OK,
+ * or with SARCO_CUDA_STRICT=1 SARCO_ERR_DEVICE with the same text. */
+SARCO_INTERNAL sarco_status sarco_cu_fallback(sarco_backend *be, const char *fmt, ...) SARCO_PRINTF(2, 3);
 
-/* Makes the context's device current for this host thread (contexts on two devices may share a thread). */
-static inline sarco_status sarco_cu_enter(sarco_backend *be) {
-    int d = -1;
-    if (cudaGetDevice(&d) == cudaSuccess && d == sarco_cu_of(be)->device) return SARCO_OK;
-    SARCO_CU_TRY(be, cudaSetDevice(sarco_cu_of(be)->device));
-    return SARCO_OK;
-}
+/* Makes the context's device current for this host thread (contexts on two devices may share a thread),
+ * and reports an error left pending by an earlier call that could not return one. */
+SARCO_INTERNAL sarco_status sarco_cu_enter(sarco_backend *be);
+/* Only the device part, for free paths (they cannot return the pending error, so they leave it). */
+SARCO_INTERNAL sarco_status sarco_cu_device(sarco_backend *be);
 #define SARCO_CU_ENTER(be)                                                                                     \
     do {                                                                                                       \
         sarco_status s_ = sarco_cu_enter(be);                                                                  \
@@ -52,7 +74,8 @@ static inline sarco_status sarco_cu_enter(sarco_backend *be) {
 /* Device memory on the context's stream (stream-ordered, so no hidden device synchronisation). */
 SARCO_INTERNAL sarco_status sarco_cu_malloc(sarco_backend *be, size_t bytes, void **out);
 SARCO_INTERNAL void sarco_cu_free(sarco_backend *be, void *p);
-/* The scratch arena, grown (never shrunk) to at least `bytes`; valid until the next op. */
+/* The scratch arena, grown to at least `bytes`; valid until the next op. Freed when an allocation
+ * runs out of memory (trim and retry), so it never holds memory a live buffer needs. */
 SARCO_INTERNAL sarco_status sarco_cu_scratch(sarco_backend *be, size_t bytes, void **out);
 /* Host weights -> new device buffer (waits for the copy, so the host buffer may be freed at once). */
 SARCO_INTERNAL sarco_status sarco_cu_upload_new(sarco_backend *be, const float *host, size_t count, float **out);
@@ -68,7 +91,14 @@ static inline unsigned sarco_cu_blocks(int64_t n, int threads) {
 #define SARCO_CU_FOR(i, n)                                                                                     \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)blockDim.x * gridDim.x)
 
+/* Memory policy (docs/cuda.md): freed pool blocks kept cached up to SARCO_CU_POOL_KEEP, cuDNN workspaces
+ * capped at SARCO_CU_WORKSPACE_CAP (SARCO_CUDA_WORKSPACE_MIB overrides it). */
+#define SARCO_CU_POOL_KEEP ((size_t)512 << 20)
+#define SARCO_CU_WORKSPACE_CAP ((size_t)256 << 20)
+
 /* ---- library parts (lib/cuda/) ---- */
+/* "cuDNN 9.19.0 for CUDA 13.0 (built with 9.19.0), cuBLAS 130100": what runs, for the backend's detail. */
+SARCO_INTERNAL void sarco_cu_dnn_describe(sarco_backend *be, char *buf, size_t n);
 SARCO_INTERNAL sarco_status sarco_cu_dnn_init(sarco_backend *be, char *msg, size_t n);
 SARCO_INTERNAL void sarco_cu_dnn_fini(sarco_backend *be);
 SARCO_INTERNAL sarco_status sarco_cu_conv_prepare(sarco_backend *be, const sarco_conv_desc *d, int transposed,

@@ -9,26 +9,43 @@
  * A transposed conv is the data gradient of the forward conv whose filter (Cin, Cout/g, k...) is
  * exactly PyTorch's ConvTranspose weight, so the weight needs the same reorder and nothing else.
  * Algorithms: cuDNN's heuristics (no timing runs, so no hidden synchronisation), once per input
- * shape, cached on the prepared conv; an algorithm that cuDNN refuses at run time (NOT_SUPPORTED)
- * is dropped and the next one on the list is used. */
+ * shape, cached on the prepared conv; an algorithm that cuDNN refuses (a NOT_SUPPORTED-category
+ * status) is dropped and the next one on the list is used, logged with cuDNN's status name and
+ * cudnnGetLastErrorString; any other cuDNN failure is SARCO_ERR_DEVICE with that text, and under
+ * SARCO_CUDA_STRICT=1 every fallback is too. */
 #include <cudnn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_internal.h"
+#include "dnn_status.h"
 #include "kernels/conv_hd.h"
 
 #define MAX_ALGOS 16
-#define WORKSPACE_CAP ((size_t)2 << 30) /* ignore algorithms asking for more scratch than 2 GiB */
 
 static cudnnHandle_t handle_of(sarco_backend *be) { return (cudnnHandle_t)sarco_cu_of(be)->cudnn; }
 
-static sarco_status dnn_fail(sarco_backend *be, cudnnStatus_t st, const char *what) {
+/* cuDNN 9 statuses are a category (thousands) plus a detail, e.g. 3002 NOT_SUPPORTED_SHAPE: compare
+ * categories (CUDNN_STATUS_CATEGORY, cudnn_graph.h), never the full code against a bare category. */
+static_assert(CUDNN_STATUS_CATEGORY(CUDNN_STATUS_NOT_SUPPORTED_SHAPE) == CUDNN_STATUS_NOT_SUPPORTED &&
+                  sarco_dnn_category(CUDNN_STATUS_NOT_SUPPORTED_SHAPE) == CUDNN_STATUS_NOT_SUPPORTED &&
+                  sarco_dnn_category(CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER) == CUDNN_STATUS_BAD_PARAM &&
+                  CUDNN_STATUS_NOT_SUPPORTED == 3000,
+              "lib/cuda/dnn_status.h no longer matches cudnn_graph.h's CUDNN_STATUS_CATEGORY");
+static int not_supported(cudnnStatus_t st) { return sarco_dnn_may_fall_back((int)st); }
+
+/* "CUDNN_STATUS_NOT_SUPPORTED_SHAPE (3002): <cudnnGetLastErrorString>" */
+static void dnn_text(cudnnStatus_t st, char *buf, size_t n) {
     char detail[512] = "";
     cudnnGetLastErrorString(detail, sizeof detail);
-    return sarco_fail(be->ctx, SARCO_ERR_DEVICE, "cudnn: %s: %s%s%s", what, cudnnGetErrorString(st),
-                      detail[0] ? ": " : "", detail);
+    snprintf(buf, n, "%s (%d)%s%s", cudnnGetErrorString(st), (int)st, detail[0] ? ": " : "", detail);
+}
+
+static sarco_status dnn_fail(sarco_backend *be, cudnnStatus_t st, const char *what) {
+    char text[700];
+    dnn_text(st, text, sizeof text);
+    return sarco_fail(be->ctx, SARCO_ERR_DEVICE, "cudnn: %s: %s", what, text);
 }
 #define DNN_TRY(be, call)                                                                                      \
     do {                                                                                                       \
@@ -36,11 +53,27 @@ static sarco_status dnn_fail(sarco_backend *be, cudnnStatus_t st, const char *wh
         if (st_ != CUDNN_STATUS_SUCCESS) return dnn_fail((be), st_, #call);                                    \
     } while (0)
 
+void sarco_cu_dnn_describe(sarco_backend *be, char *buf, size_t n) {
+    (void)be;
+    size_t v = cudnnGetVersion(), rt = cudnnGetCudartVersion();
+    snprintf(buf, n, "cuDNN %zu.%zu.%zu for CUDA %zu.%zu (built with %d.%d.%d)", v / 10000, v % 10000 / 100, v % 100,
+             rt / 1000, rt % 1000 / 10, CUDNN_MAJOR, CUDNN_MINOR, CUDNN_PATCHLEVEL);
+}
+
 sarco_status sarco_cu_dnn_init(sarco_backend *be, char *msg, size_t n) {
     sarco_cu *cu = sarco_cu_of(be);
-    size_t v = cudnnGetVersion();
+    size_t v = cudnnGetVersion(), rt = cudnnGetCudartVersion();
     if (v / 10000 != CUDNN_MAJOR) { /* cuDNN 9 numbers versions major*10000 + minor*100 + patch */
         snprintf(msg, n, "cuDNN %zu found, libsarco_cuda.so was built for cuDNN %d", v, CUDNN_MAJOR);
+        return SARCO_ERR_BACKEND_UNAVAILABLE;
+    }
+    /* a cuDNN built for another CUDA major (a cu12 wheel's libcudnn.so.9 first on the path) would run on
+     * a runtime it was not built for */
+    if (rt / 1000 != CUDART_VERSION / 1000) {
+        snprintf(msg, n, "cuDNN %zu.%zu.%zu was built for CUDA %zu.%zu, this plug-in for CUDA %d.%d: put the "
+                 "matching libcudnn.so.9 first (the plug-in's RUNPATH, or SARCO_CUDA_LIBRARY the other build)",
+                 v / 10000, v % 10000 / 100, v % 100, rt / 1000, rt % 1000 / 10, CUDART_VERSION / 1000,
+                 CUDART_VERSION % 1000 / 10);
         return SARCO_ERR_BACKEND_UNAVAILABLE;
     }
     cudnnHandle_t h = NULL;
@@ -50,7 +83,9 @@ sarco_status sarco_cu_dnn_init(sarco_backend *be, char *msg, size_t n) {
         st = cudnnSetStream(h, cu->stream);
     }
     if (st != CUDNN_STATUS_SUCCESS) {
-        snprintf(msg, n, "cudnnCreate: %s", cudnnGetErrorString(st));
+        char text[700];
+        dnn_text(st, text, sizeof text);
+        snprintf(msg, n, "cudnnCreate: %s", text);
         return SARCO_ERR_BACKEND_UNAVAILABLE;
     }
     return SARCO_OK;
@@ -58,7 +93,8 @@ sarco_status sarco_cu_dnn_init(sarco_backend *be, char *msg, size_t n) {
 
 void sarco_cu_dnn_fini(sarco_backend *be) {
     sarco_cu *cu = sarco_cu_of(be);
-    if (cu->cudnn) cudnnDestroy((cudnnHandle_t)cu->cudnn);
+    cudnnStatus_t st = cu->cudnn ? cudnnDestroy((cudnnHandle_t)cu->cudnn) : CUDNN_STATUS_SUCCESS;
+    if (st != CUDNN_STATUS_SUCCESS) sarco_log(be->ctx, SARCO_LOG_ERROR, "cudnn: cudnnDestroy: %s", cudnnGetErrorString(st));
     cu->cudnn = NULL;
 }
 
@@ -75,9 +111,17 @@ typedef struct conv_plan {
     int direct;                     /* cuDNN has no algorithm: our direct kernel runs this shape */
 } conv_plan;
 
-static void plan_destroy(conv_plan *p) {
-    if (p->xd) cudnnDestroyTensorDescriptor(p->xd);
-    if (p->yd) cudnnDestroyTensorDescriptor(p->yd);
+/* Destroy calls cannot return a status from a free path: a failure is logged with the call. */
+#define DNN_LOG(be, call)                                                                                      \
+    do {                                                                                                       \
+        cudnnStatus_t st_ = (call);                                                                            \
+        if (st_ != CUDNN_STATUS_SUCCESS)                                                                       \
+            sarco_log((be)->ctx, SARCO_LOG_ERROR, "cudnn: %s: %s", #call, cudnnGetErrorString(st_));           \
+    } while (0)
+
+static void plan_destroy(sarco_backend *be, conv_plan *p) {
+    if (p->xd) DNN_LOG(be, cudnnDestroyTensorDescriptor(p->xd));
+    if (p->yd) DNN_LOG(be, cudnnDestroyTensorDescriptor(p->yd));
     free(p);
 }
 
@@ -116,20 +160,20 @@ static void conv_destroy(sarco_backend *be, sarco_conv *c) {
     if (!c) return;
     for (conv_plan *p = c->plans; p;) {
         conv_plan *next = p->next;
-        plan_destroy(p);
+        plan_destroy(be, p);
         p = next;
     }
-    if (c->wd) cudnnDestroyFilterDescriptor(c->wd);
-    if (c->cd) cudnnDestroyConvolutionDescriptor(c->cd);
-    if (c->bd) cudnnDestroyTensorDescriptor(c->bd);
-    if (c->ad) cudnnDestroyActivationDescriptor(c->ad);
+    if (c->wd) DNN_LOG(be, cudnnDestroyFilterDescriptor(c->wd));
+    if (c->cd) DNN_LOG(be, cudnnDestroyConvolutionDescriptor(c->cd));
+    if (c->bd) DNN_LOG(be, cudnnDestroyTensorDescriptor(c->bd));
+    if (c->ad) DNN_LOG(be, cudnnDestroyActivationDescriptor(c->ad));
     sarco_cu_free(be, c->w);
     sarco_cu_free(be, c->b);
     free(c);
 }
 
 void sarco_cu_conv_free(sarco_backend *be, sarco_conv *c) {
-    if (c && sarco_cu_enter(be) == SARCO_OK) conv_destroy(be, c);
+    if (c && sarco_cu_device(be) == SARCO_OK) conv_destroy(be, c);
 }
 
 /* The filter as cuDNN sees it: K output maps of C/g inputs (a deconv's K is its Cin). */
@@ -164,8 +208,8 @@ static sarco_status prepare(sarco_backend *be, sarco_conv *c, const float *w_hos
         st = sarco_cu_malloc(be, (size_t)d->cout * sizeof(float), &z);
         if (st == SARCO_OK) {
             c->b = (float *)z;
-            if (cudaMemsetAsync(z, 0, (size_t)d->cout * sizeof(float), sarco_cu_of(be)->stream) != cudaSuccess)
-                st = sarco_cu_fail(be, cudaGetLastError(), "zeroing a bias");
+            cudaError_t e = cudaMemsetAsync(z, 0, (size_t)d->cout * sizeof(float), sarco_cu_of(be)->stream);
+            if (e != cudaSuccess) st = sarco_cu_fail(be, e, "zeroing a bias");
         }
     }
     if (st != SARCO_OK) return st;
@@ -226,32 +270,77 @@ static int out_shape(const sarco_conv *c, const int64_t *in, int64_t *out) {
     return 1;
 }
 
-/* Ranked algorithms for this shape from cuDNN's heuristics, with their math types. */
-/* Ranked algorithms for this shape from cuDNN's heuristics, with their math types (UNSUPPORTED: none). */
-static sarco_status find_algos(sarco_backend *be, sarco_conv *c, conv_plan *p) {
+/* "3D convolution, 64 -> 32 channels, groups 1, input n=1 (96, 96, 96)" for messages. */
+static void describe(const sarco_conv *c, const conv_plan *p, char *buf, size_t n) {
+    snprintf(buf, n, "%dD %s, %lld -> %lld channels, groups %lld, input n=%lld (%lld, %lld, %lld)", c->d.nsp,
+             c->transposed ? "transposed convolution" : "convolution", (long long)c->d.cin, (long long)c->d.cout,
+             (long long)c->d.groups, (long long)p->n, (long long)p->in[0], (long long)p->in[1], (long long)p->in[2]);
+}
+
+/* The math type exact mode needs (FMA only: cuDNN's default would allow TF32 on Ampere and later), or
+ * in fast mode tensor cores. Set on the shared descriptor before every heuristics query, because the
+ * last run's algorithm-specific math type is still on it. */
+static cudnnMathType_t base_math(sarco_backend *be) {
+    return sarco_cu_of(be)->fast ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+}
+
+/* Ranked algorithms for this shape from cuDNN's heuristics, with their math types, those over the
+ * workspace cap left out. A heuristics failure of the NOT_SUPPORTED category leaves the list empty
+ * (the caller falls back, saying why in *why); any other failure is SARCO_ERR_DEVICE. */
+static sarco_status find_algos(sarco_backend *be, sarco_conv *c, conv_plan *p, char *why, size_t wn) {
     cudnnHandle_t h = handle_of(be);
-    int got = 0;
+    sarco_cu *cu = sarco_cu_of(be);
+    int got = 0, refused = 0;
+    cudnnStatus_t first_refusal = CUDNN_STATUS_SUCCESS;
+    size_t asked = 0;
     p->nalgo = 0;
+    DNN_TRY(be, cudnnSetConvolutionMathType(c->cd, base_math(be)));
+    cudnnStatus_t st;
+    const char *call;
     if (!c->transposed) {
         cudnnConvolutionFwdAlgoPerf_t perf[MAX_ALGOS];
-        if (cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, c->wd, c->cd, p->yd, MAX_ALGOS, &got, perf) != CUDNN_STATUS_SUCCESS)
-            return SARCO_ERR_UNSUPPORTED;
-        for (int i = 0; i < got; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= WORKSPACE_CAP) {
-                p->algos[p->nalgo] = (int)perf[i].algo;
-                p->math[p->nalgo++] = perf[i].mathType;
+        call = "cudnnGetConvolutionForwardAlgorithm_v7";
+        st = cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, c->wd, c->cd, p->yd, MAX_ALGOS, &got, perf);
+        for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got; i++) {
+            if (perf[i].status != CUDNN_STATUS_SUCCESS) {
+                if (!refused++) first_refusal = perf[i].status;
+                continue;
             }
+            if (!asked) asked = perf[i].memory ? perf[i].memory : 1;
+            if (perf[i].memory > cu->ws_cap) continue;
+            p->algos[p->nalgo] = (int)perf[i].algo;
+            p->math[p->nalgo++] = perf[i].mathType;
+        }
     } else {
         cudnnConvolutionBwdDataAlgoPerf_t perf[MAX_ALGOS];
-        if (cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, p->xd, c->cd, p->yd, MAX_ALGOS, &got, perf) !=
-            CUDNN_STATUS_SUCCESS)
-            return SARCO_ERR_UNSUPPORTED;
-        for (int i = 0; i < got; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= WORKSPACE_CAP) {
-                p->algos[p->nalgo] = (int)perf[i].algo;
-                p->math[p->nalgo++] = perf[i].mathType;
+        call = "cudnnGetConvolutionBackwardDataAlgorithm_v7";
+        st = cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, p->xd, c->cd, p->yd, MAX_ALGOS, &got, perf);
+        for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got; i++) {
+            if (perf[i].status != CUDNN_STATUS_SUCCESS) {
+                if (!refused++) first_refusal = perf[i].status;
+                continue;
             }
+            if (!asked) asked = perf[i].memory ? perf[i].memory : 1;
+            if (perf[i].memory > cu->ws_cap) continue;
+            p->algos[p->nalgo] = (int)perf[i].algo;
+            p->math[p->nalgo++] = perf[i].mathType;
+        }
     }
+    char shape[200], text[700];
+    describe(c, p, shape, sizeof shape);
+    if (st != CUDNN_STATUS_SUCCESS) {
+        dnn_text(st, text, sizeof text);
+        if (!not_supported(st)) return sarco_fail(be->ctx, SARCO_ERR_DEVICE, "cudnn: %s for %s: %s", call, shape, text);
+        snprintf(why, wn, "%s: %s", call, text);
+        return SARCO_OK;
+    }
+    if (asked > cu->ws_largest_asked) cu->ws_largest_asked = asked;
+    sarco_log(be->ctx, SARCO_LOG_INFO, "cudnn: %s: %d algorithms, %d within the %zu MiB workspace cap; the first "
+              "asks %.1f MiB", shape, got, p->nalgo, cu->ws_cap >> 20, asked / 1048576.0);
+    if (!p->nalgo)
+        snprintf(why, wn, "%s: %d candidates, %d refused by cuDNN (the first: %s), %d over the workspace cap of %zu "
+                 "MiB (SARCO_CUDA_WORKSPACE_MIB raises it)", call, got, refused,
+                 refused ? cudnnGetErrorString(first_refusal) : "none", got - refused, cu->ws_cap >> 20);
     return SARCO_OK;
 }
 
@@ -261,11 +350,15 @@ static cudnnMathType_t math_of(sarco_backend *be, const conv_plan *p) {
     return p->math[p->cur] == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ? CUDNN_TENSOR_OP_MATH : p->math[p->cur];
 }
 
-/* Makes algos[cur] current (moving past ones whose workspace cannot be queried); 0 when none is left. */
-static int select_algo(sarco_backend *be, sarco_conv *c, conv_plan *p) {
+/* Makes algos[cur] current, moving past those cuDNN calls NOT_SUPPORTED or whose workspace is over the
+ * cap (each one logged, an error under SARCO_CUDA_STRICT=1); *ok = 0 when none is left, with why.
+ * Any other failure is SARCO_ERR_DEVICE. */
+static sarco_status select_algo(sarco_backend *be, sarco_conv *c, conv_plan *p, int *ok, char *why, size_t wn) {
     cudnnHandle_t h = handle_of(be);
+    char shape[200], text[700];
+    *ok = 0;
     for (; p->cur < p->nalgo; p->cur++) {
-        if (cudnnSetConvolutionMathType(c->cd, math_of(be, p)) != CUDNN_STATUS_SUCCESS) continue;
+        DNN_TRY(be, cudnnSetConvolutionMathType(c->cd, math_of(be, p)));
         size_t ws = 0;
         cudnnStatus_t st =
             c->transposed
@@ -273,23 +366,34 @@ static int select_algo(sarco_backend *be, sarco_conv *c, conv_plan *p) {
                                                                (cudnnConvolutionBwdDataAlgo_t)p->algos[p->cur], &ws)
                 : cudnnGetConvolutionForwardWorkspaceSize(h, p->xd, c->wd, c->cd, p->yd,
                                                           (cudnnConvolutionFwdAlgo_t)p->algos[p->cur], &ws);
-        if (st == CUDNN_STATUS_SUCCESS && ws <= WORKSPACE_CAP) {
+        describe(c, p, shape, sizeof shape);
+        if (st == CUDNN_STATUS_SUCCESS && ws <= sarco_cu_of(be)->ws_cap) {
             p->ws = ws;
-            return 1;
+            *ok = 1;
+            return SARCO_OK;
         }
+        if (st != CUDNN_STATUS_SUCCESS && !not_supported(st))
+            return dnn_fail(be, st, c->transposed ? "cudnnGetConvolutionBackwardDataWorkspaceSize"
+                                                  : "cudnnGetConvolutionForwardWorkspaceSize");
+        if (st == CUDNN_STATUS_SUCCESS)
+            snprintf(text, sizeof text, "workspace %.1f MiB over the cap", ws / 1048576.0);
+        else
+            dnn_text(st, text, sizeof text);
+        snprintf(why, wn, "algorithm %d: %s", p->algos[p->cur], text);
+        sarco_status s = sarco_cu_fallback(be, "cudnn: %s: %s; trying the next algorithm", shape, why);
+        if (s != SARCO_OK) return s;
     }
-    return 0;
+    return SARCO_OK;
 }
 
-/* No cuDNN algorithm for this shape: from now on it runs on our direct kernel (kernels/conv_direct.cu). */
-static void use_direct(sarco_backend *be, sarco_conv *c, conv_plan *p) {
-    p->direct = 1;
-    sarco_log(be->ctx, SARCO_LOG_WARN,
-              "cudnn: no %s algorithm for %dD, %lld -> %lld channels, groups %lld, input n=%lld (%lld, %lld, %lld); "
-              "using the direct kernel",
-              c->transposed ? "transposed convolution" : "convolution", c->d.nsp, (long long)c->d.cin,
-              (long long)c->d.cout, (long long)c->d.groups, (long long)p->n, (long long)p->in[0], (long long)p->in[1],
-              (long long)p->in[2]);
+/* No cuDNN algorithm for this shape: from now on it runs on our direct kernel (kernels/conv_direct.cu),
+ * 10-100x slower, so it is a warning with cuDNN's reason (an error under SARCO_CUDA_STRICT=1). */
+static sarco_status use_direct(sarco_backend *be, sarco_conv *c, conv_plan *p, const char *why) {
+    char shape[200];
+    describe(c, p, shape, sizeof shape);
+    sarco_status s = sarco_cu_fallback(be, "cudnn: no algorithm for %s (%s); using the direct kernel", shape, why);
+    if (s == SARCO_OK) p->direct = 1;
+    return s;
 }
 
 static sarco_status plan_init(sarco_backend *be, sarco_conv *c, conv_plan *p) {
@@ -306,8 +410,12 @@ static sarco_status plan_init(sarco_backend *be, sarco_conv *c, conv_plan *p) {
         if (!same)
             return sarco_fail(be->ctx, SARCO_ERR_INTERNAL, "cuda conv: cuDNN's output shape differs from PyTorch's");
     }
-    if (find_algos(be, c, p) != SARCO_OK || !select_algo(be, c, p)) use_direct(be, c, p);
-    return SARCO_OK;
+    char why[800] = "";
+    int ok = 0;
+    sarco_status s = find_algos(be, c, p, why, sizeof why);
+    if (s == SARCO_OK && p->nalgo) s = select_algo(be, c, p, &ok, why, sizeof why);
+    if (s == SARCO_OK && !ok) s = use_direct(be, c, p, why);
+    return s;
 }
 
 /* The cached plan for (n, in...), made on first use. */
@@ -346,7 +454,7 @@ static sarco_status plan_for(sarco_backend *be, sarco_conv *c, int64_t n, const 
     p->fused_ok = c->ad != NULL;
     sarco_status s = plan_init(be, c, p);
     if (s != SARCO_OK) { /* not cached: the next call with this shape asks cuDNN again */
-        plan_destroy(p);
+        plan_destroy(be, p);
         return s;
     }
     p->next = c->plans;
@@ -389,28 +497,48 @@ sarco_status sarco_cu_conv_run(sarco_backend *be, sarco_conv *c, int64_t n, cons
         return sarco_cu_conv_direct(be, &c->d, c->transposed, n, p->in, p->out, x, c->w, c->has_bias ? c->b : NULL,
                                     residual, y);
 
-    /* a residual that is y itself rides on cuDNN's beta; any other one goes to the epilogue */
+    /* a residual that is y itself rides on cuDNN's beta (and never on the fused call's z, which cuDNN
+     * does not promise may alias y); any other one goes to the epilogue or the fused z */
     const float *res_epi = residual && residual != y ? residual : NULL;
     float beta = residual == y ? 1.0f : 0.0f;
+    char shape[200], text[700];
     for (;;) {
         void *ws = NULL;
         if (p->ws && (s = sarco_cu_scratch(be, p->ws, &ws)) != SARCO_OK) return s;
-        int fused = p->fused_ok;
+        int fused = p->fused_ok && residual != y;
         cudnnStatus_t st = launch(be, c, p, x, residual, beta, fused, y, ws);
         if (st == CUDNN_STATUS_SUCCESS) {
+            if ((s = sarco_cu_launched(be, fused ? "cudnnConvolutionBiasActivationForward"
+                                                 : c->transposed ? "cudnnConvolutionBackwardData"
+                                                                 : "cudnnConvolutionForward")) != SARCO_OK)
+                return s;
             if (fused) return SARCO_OK;
             break;
         }
-        if (fused && (st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM)) {
-            p->fused_ok = 0; /* this shape/algorithm has no fused kernel: conv, then our epilogue */
+        const char *call = fused ? "cudnnConvolutionBiasActivationForward"
+                                 : c->transposed ? "cudnnConvolutionBackwardData" : "cudnnConvolutionForward";
+        if (!not_supported(st)) return dnn_fail(be, st, call);
+        describe(c, p, shape, sizeof shape);
+        dnn_text(st, text, sizeof text);
+        if (fused) { /* this shape/algorithm has no fused kernel: conv, then our epilogue */
+            if ((s = sarco_cu_fallback(be, "cudnn: %s for %s, algorithm %d: %s; running it unfused", call, shape,
+                                       p->algos[p->cur], text)) != SARCO_OK)
+                return s;
+            p->fused_ok = 0;
             continue;
         }
-        if (st != CUDNN_STATUS_NOT_SUPPORTED) return dnn_fail(be, st, c->transposed ? "cudnnConvolutionBackwardData"
-                                                                                     : "cudnnConvolutionForward");
-        p->cur++; /* refused at run time: the next algorithm on the heuristics' list */
+        /* refused at run time: the next algorithm on the heuristics' list */
+        if ((s = sarco_cu_fallback(be, "cudnn: %s for %s, algorithm %d: %s; trying the next algorithm", call, shape,
+                                   p->algos[p->cur], text)) != SARCO_OK)
+            return s;
+        p->cur++;
         p->fused_ok = c->ad != NULL;
-        if (!select_algo(be, c, p)) {
-            use_direct(be, c, p);
+        char why[800];
+        snprintf(why, sizeof why, "%s: %s", call, text);
+        int ok = 0;
+        if ((s = select_algo(be, c, p, &ok, why, sizeof why)) != SARCO_OK) return s;
+        if (!ok) {
+            if ((s = use_direct(be, c, p, why)) != SARCO_OK) return s;
             return sarco_cu_conv_direct(be, &c->d, c->transposed, n, p->in, p->out, x, c->w,
                                         c->has_bias ? c->b : NULL, residual, y);
         }

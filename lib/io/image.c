@@ -81,6 +81,44 @@ void sarco_image_free(sarco_image *img) {
 
 void sarco_labels_free(uint16_t *labels) { free(labels); }
 
+sarco_status sarco_picture_alloc(sarco_context *ctx, int64_t width, int64_t height, int channels,
+                                 sarco_picture **out) {
+    *out = NULL;
+    int64_t d[3] = {width, height, channels}, n;
+    if (width < 1 || height < 1 || channels < 1 || channels > 4)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "picture: %lld x %lld with %d channels",
+                          (long long)width, (long long)height, channels);
+    if (!sarco_dims_product(d, 3, SARCO_IMAGE_MAX_VOXELS, &n))
+        return sarco_fail(ctx, SARCO_ERR_LIMIT, "picture: %lld x %lld x %d samples is past the cap of %lld",
+                          (long long)width, (long long)height, channels, (long long)SARCO_IMAGE_MAX_VOXELS);
+    size_t bytes = (size_t)n * sizeof(float);
+    if (ctx && ctx->opts.memory_limit && bytes > ctx->opts.memory_limit)
+        return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "picture: %zu bytes pass the context's memory limit of %zu",
+                          bytes, ctx->opts.memory_limit);
+    sarco_picture *p = calloc(1, sizeof *p);
+    if (p) p->data = calloc((size_t)n, sizeof(float));
+    if (!p || !p->data) {
+        free(p);
+        return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "picture: cannot allocate %zu bytes", bytes);
+    }
+    p->width = width;
+    p->height = height;
+    p->channels = channels;
+    p->flags = SARCO_IMAGE_NO_SPACING;
+    *out = p;
+    return SARCO_OK;
+}
+
+void sarco_picture_free(sarco_picture *pic) {
+    if (!pic) return;
+    free(pic->data);
+    free(pic);
+}
+
+static int has_jpeg_signature(const unsigned char *b, size_t n) {
+    return n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff; /* SOI, then a marker */
+}
+
 static int has_png_signature(const unsigned char *b, size_t n) {
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     return n >= 4 && memcmp(b, sig, n < 8 ? n : 8) == 0;
@@ -96,13 +134,34 @@ static int looks_like_nifti(const unsigned char *b, size_t n) {
     return le == 348 || le == 540 || be == 348 || be == 540;
 }
 
+/* A 2D NIfTI image as a one-channel picture: rows = y (j), columns = x (i); the same bytes. */
+static sarco_status picture_from_image(sarco_context *ctx, const char *path, const sarco_image *im,
+                                       sarco_picture **out) {
+    if (im->dims[2] != 1)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: a 3D image (%lld x %lld x %lld) is not a 2D picture",
+                          path, (long long)im->dims[0], (long long)im->dims[1], (long long)im->dims[2]);
+    sarco_picture *p;
+    sarco_status s = sarco_picture_alloc(ctx, im->dims[0], im->dims[1], 1, &p);
+    if (s != SARCO_OK) return s;
+    memcpy(p->data, im->data, (size_t)(im->dims[0] * im->dims[1]) * sizeof(float));
+    p->bit_depth = 0;
+    p->format = SARCO_PICTURE_FORMAT_NIFTI;
+    if (!(im->flags & SARCO_IMAGE_NO_SPACING) && im->spacing[0] > 0 && im->spacing[1] > 0) {
+        p->spacing[0] = im->spacing[1];
+        p->spacing[1] = im->spacing[0];
+        p->flags &= ~SARCO_IMAGE_NO_SPACING;
+    }
+    *out = p;
+    return SARCO_OK;
+}
+
 static int ends_with_ci(const char *s, const char *tail) {
     size_t n = strlen(s), t = strlen(tail);
     return n >= t && strcasecmp(s + n - t, tail) == 0;
 }
 
 static sarco_status read_any(sarco_context *ctx, const char *path, sarco_read_mode mode, sarco_image **img,
-                             uint16_t **labels) {
+                             uint16_t **labels, sarco_picture **pic) {
     FILE *fp = fopen(path, "rb");
     if (!fp) return sarco_fail(ctx, SARCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
@@ -117,7 +176,15 @@ static sarco_status read_any(sarco_context *ctx, const char *path, sarco_read_mo
         s = sarco_fail(ctx, SARCO_ERR_IO, "%s: seek failed: %s", path, strerror(errno));
     } else if (has_png_signature(head, n) || (ends_with_ci(path, ".png") && !looks_like_nifti(head, n))) {
         /* by content; bytes that are neither (damaged) go by the name, to the reader whose error fits */
-        s = sarco_png_read(ctx, path, fp, (uint64_t)sb.st_size, mode, img, labels);
+        s = sarco_png_read(ctx, path, fp, (uint64_t)sb.st_size, mode, img, labels, pic);
+    } else if (has_jpeg_signature(head, n) || ((ends_with_ci(path, ".jpg") || ends_with_ci(path, ".jpeg")) &&
+                                               !looks_like_nifti(head, n))) {
+        s = sarco_jpeg_read(ctx, path, fp, (uint64_t)sb.st_size, mode, img, labels, pic);
+    } else if (mode == SARCO_READ_PICTURE) {
+        sarco_image *im = NULL;
+        s = sarco_nifti_read(ctx, path, fp, (uint64_t)sb.st_size, SARCO_READ_IMAGE, &im, NULL);
+        if (s == SARCO_OK) s = picture_from_image(ctx, path, im, pic);
+        sarco_image_free(im);
     } else {
         s = sarco_nifti_read(ctx, path, fp, (uint64_t)sb.st_size, mode, img, labels);
     }
@@ -129,7 +196,7 @@ sarco_status sarco_image_read(sarco_context *ctx, const char *path, sarco_image 
     if (!out || !path) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sarco_image_read: NULL argument");
     *out = NULL;
     sarco_clear_error(ctx);
-    return read_any(ctx, path, SARCO_READ_IMAGE, out, NULL);
+    return read_any(ctx, path, SARCO_READ_IMAGE, out, NULL, NULL);
 }
 
 sarco_status sarco_labels_read(sarco_context *ctx, const char *path, uint16_t **labels, sarco_image **geometry) {
@@ -138,7 +205,14 @@ sarco_status sarco_labels_read(sarco_context *ctx, const char *path, uint16_t **
     *labels = NULL;
     *geometry = NULL;
     sarco_clear_error(ctx);
-    return read_any(ctx, path, SARCO_READ_LABELS, geometry, labels);
+    return read_any(ctx, path, SARCO_READ_LABELS, geometry, labels, NULL);
+}
+
+sarco_status sarco_picture_read(sarco_context *ctx, const char *path, sarco_picture **out) {
+    if (!out || !path) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sarco_picture_read: NULL argument");
+    *out = NULL;
+    sarco_clear_error(ctx);
+    return read_any(ctx, path, SARCO_READ_PICTURE, NULL, NULL, out);
 }
 
 static sarco_status check_image(sarco_context *ctx, const sarco_image *img, const char *what) {

@@ -15,19 +15,34 @@
  * this: a header that claims more is truncated or hostile and is refused before allocating. */
 #define SARCO_INFLATE_BOUND(n) ((uint64_t)(n) * 1032u + 4096u)
 
-typedef enum sarco_read_mode { SARCO_READ_IMAGE = 0, SARCO_READ_LABELS = 1 } sarco_read_mode;
+/* IMAGE: grey float (sarco_image); LABELS: exact uint16 labels; PICTURE: channels as stored (sarco_picture). */
+typedef enum sarco_read_mode { SARCO_READ_IMAGE = 0, SARCO_READ_LABELS = 1, SARCO_READ_PICTURE = 2 } sarco_read_mode;
+
+/* JPEG caps: the PNG ones, and at most 1 GiB of file; progressive files at most this many scans. */
+#define SARCO_JPEG_MAX_FILE ((uint64_t)1 << 30)
+#define SARCO_JPEG_MAX_SCANS 1000
 
 /* A new image; data is zeroed when with_data, else NULL. spacing = 0, affine = diag(0, 0, 0, 1)
  * until the caller sets them. dims: 3 values (nz = 1 for 2D). */
 SARCO_INTERNAL sarco_status sarco_image_alloc(sarco_context *ctx, int ndim, const int64_t *dims, int with_data,
                                               sarco_image **out);
 
+/* A new zeroed picture (data of width x height x channels floats), flags NO_SPACING until the reader
+ * sets a spacing. Caps as for images (SARCO_IMAGE_MAX_VOXELS samples) and the context's memory limit. */
+SARCO_INTERNAL sarco_status sarco_picture_alloc(sarco_context *ctx, int64_t width, int64_t height, int channels,
+                                                sarco_picture **out);
+
 /* Readers: fp is open at offset 0 on a regular file of file_size bytes; the caller closes it.
- * IMAGE mode fills *img (float data); LABELS mode fills *labels (uint16, malloc) and *img (data NULL). */
+ * IMAGE mode fills *img (float data); LABELS mode fills *labels (uint16, malloc) and *img (data NULL);
+ * PICTURE mode (PNG, JPEG) fills *pic instead (img and labels untouched, may be NULL). */
 SARCO_INTERNAL sarco_status sarco_nifti_read(sarco_context *ctx, const char *path, FILE *fp, uint64_t file_size,
                                              sarco_read_mode mode, sarco_image **img, uint16_t **labels);
 SARCO_INTERNAL sarco_status sarco_png_read(sarco_context *ctx, const char *path, FILE *fp, uint64_t file_size,
-                                           sarco_read_mode mode, sarco_image **img, uint16_t **labels);
+                                           sarco_read_mode mode, sarco_image **img, uint16_t **labels,
+                                           sarco_picture **pic);
+SARCO_INTERNAL sarco_status sarco_jpeg_read(sarco_context *ctx, const char *path, FILE *fp, uint64_t file_size,
+                                            sarco_read_mode mode, sarco_image **img, uint16_t **labels,
+                                            sarco_picture **pic);
 
 /* Fault injection for the tests: make a write fail part-way so they can check nothing is left. */
 typedef struct sarco_write_fault {

@@ -38,6 +38,9 @@ typedef struct pngread {
     png_bytep *rows;
     sarco_image *img;
     uint16_t *labels;
+    sarco_picture *pic; /* PICTURE mode */
+    png_bytep trns;     /* palette alpha (tRNS), ntrns entries */
+    int ntrns;
     ihdr h;
 } pngread;
 
@@ -265,6 +268,19 @@ static void convert_row(pngread *r, const uint8_t *row, uint32_t y, uint32_t wid
             r->labels[base + x] = (uint16_t)s[0]; /* grey sample as stored, or the palette index */
             continue;
         }
+        if (r->mode == SARCO_READ_PICTURE) { /* channels as stored, planar */
+            float *d = r->pic->data + base + x;
+            const size_t plane = (size_t)r->pic->width * (size_t)r->pic->height;
+            if (h->color_type == 3) {
+                d[0] = pal[s[0]].red;
+                d[plane] = pal[s[0]].green;
+                d[2 * plane] = pal[s[0]].blue;
+                if (r->pic->channels == 4) d[3 * plane] = (int)s[0] < r->ntrns ? r->trns[s[0]] : 255;
+            } else {
+                for (int c = 0; c < ch; c++) d[(size_t)c * plane] = (float)(bd < 8 ? s[c] * lowscale : s[c]);
+            }
+            continue;
+        }
         double v;
         unsigned R, G, B;
         double div = bd == 16 ? 257.0 : 1.0;
@@ -295,6 +311,7 @@ static void cleanup(pngread *r) {
     free(r->buf);
     free(r->labels);
     sarco_image_free(r->img);
+    sarco_picture_free(r->pic);
     free(r);
 }
 
@@ -335,7 +352,28 @@ static void decode(pngread *r, const ihdr *h) {
         png_error(png, "rowbytes");
     }
     int64_t dims[3] = {(int64_t)w, (int64_t)hh, 1};
-    sarco_status st = sarco_image_alloc(r->ctx, 2, dims, r->mode == SARCO_READ_IMAGE, &r->img);
+    sarco_status st;
+    if (r->mode == SARCO_READ_PICTURE) {
+        int pch = channels_of(ct);
+        if (ct == PNG_COLOR_TYPE_PALETTE) {
+            png_bytep trns = NULL;
+            int ntrns = 0;
+            if (png_get_tRNS(png, info, &trns, &ntrns, NULL) && trns && ntrns > 0) {
+                r->trns = trns;
+                r->ntrns = ntrns;
+            }
+            pch = r->ntrns > 0 ? 4 : 3; /* as PIL's convert("RGBA" / "RGB") of a palette image */
+        }
+        st = sarco_picture_alloc(r->ctx, (int64_t)w, (int64_t)hh, pch, &r->pic);
+        if (st == SARCO_OK) {
+            r->pic->bit_depth = bd == 16 ? 16 : 8;
+            r->pic->format = SARCO_PICTURE_FORMAT_PNG;
+            if (ct == PNG_COLOR_TYPE_PALETTE) r->pic->flags |= SARCO_PICTURE_FROM_PALETTE;
+            else if (bd < 8) r->pic->flags |= SARCO_PICTURE_STRETCHED;
+        }
+    } else {
+        st = sarco_image_alloc(r->ctx, 2, dims, r->mode == SARCO_READ_IMAGE, &r->img);
+    }
     if (st != SARCO_OK) {
         snprintf(r->msg, sizeof r->msg, "%s", sarco_last_error(r->ctx));
         r->st = st;
@@ -379,9 +417,19 @@ static void decode(pngread *r, const ihdr *h) {
     }
     png_read_end(png, NULL);
 
-    sarco_image *img = r->img;
     png_uint_32 xres = 0, yres = 0;
     int unit = -1;
+    if (r->pic) {
+        if (png_get_pHYs(png, info, &xres, &yres, &unit) && unit == PNG_RESOLUTION_METER && xres > 0 && yres > 0) {
+            r->pic->spacing[0] = 1000.0 / yres; /* rows */
+            r->pic->spacing[1] = 1000.0 / xres; /* columns */
+            r->pic->flags &= ~SARCO_IMAGE_NO_SPACING;
+        } else {
+            sarco_log(r->ctx, SARCO_LOG_INFO, "%s: no pHYs in metres: pixel spacing must come from the caller", r->path);
+        }
+        return;
+    }
+    sarco_image *img = r->img;
     if (png_get_pHYs(png, info, &xres, &yres, &unit) && unit == PNG_RESOLUTION_METER && xres > 0 && yres > 0) {
         img->spacing[0] = 1000.0 / xres;
         img->spacing[1] = 1000.0 / yres;
@@ -396,9 +444,11 @@ static void decode(pngread *r, const ihdr *h) {
 }
 
 sarco_status sarco_png_read(sarco_context *ctx, const char *path, FILE *fp, uint64_t file_size,
-                            sarco_read_mode mode, sarco_image **out_img, uint16_t **out_labels) {
-    *out_img = NULL;
+                            sarco_read_mode mode, sarco_image **out_img, uint16_t **out_labels,
+                            sarco_picture **out_pic) {
+    if (out_img) *out_img = NULL;
     if (out_labels) *out_labels = NULL;
+    if (out_pic) *out_pic = NULL;
     if (file_size > PNG_MAX_FILE)
         return sarco_fail(ctx, SARCO_ERR_LIMIT, "%s: a %llu-byte PNG is past the 4 GiB cap", path,
                           (unsigned long long)file_size);
@@ -439,8 +489,14 @@ sarco_status sarco_png_read(sarco_context *ctx, const char *path, FILE *fp, uint
         goto fail;
     }
     decode(r, &r->h);
-    *out_img = r->img;
-    r->img = NULL;
+    if (out_pic) {
+        *out_pic = r->pic;
+        r->pic = NULL;
+    }
+    if (out_img) {
+        *out_img = r->img;
+        r->img = NULL;
+    }
     if (out_labels) {
         *out_labels = r->labels;
         r->labels = NULL;

@@ -247,9 +247,34 @@ SARCO_INTERNAL sarco_status sarco_argmax_check(sarco_context *ctx, int64_t c, in
 SARCO_INTERNAL sarco_status sarco_backend_create_cpu(sarco_context *ctx, sarco_backend **out);
 SARCO_INTERNAL sarco_status sarco_backend_open_cuda(sarco_context *ctx, sarco_backend **out);
 
-/* The entry point libsarco_cuda.so exports (the only symbol it exports besides sarco_cuda_abi). */
-#define SARCO_CUDA_ABI_VERSION 3 /* 2: window_accumulate, argmax_labels; 3: edt_axis, label_stats */
+/* The entry point libsarco_cuda.so exports, with its ABI record (and, for libsarco builds older
+ * than the record, the bare ABI number sarco_cuda_abi, so they refuse a newer plugin cleanly). */
+#define SARCO_CUDA_ABI_VERSION 4 /* 2: window_accumulate, argmax_labels; 3: edt_axis, label_stats; 4: abi record */
 typedef sarco_status (*sarco_cuda_create_fn)(sarco_context *ctx, sarco_backend **out, char *msg,
                                              size_t msg_size);
+
+/* SARCO_BUILD_ID: a hash of the headers that lay out what libsarco and the plugin share (sarco.h,
+ * core.h, ops.h), set by the Makefile; both sides must carry the same one. */
+#ifndef SARCO_BUILD_ID
+#define SARCO_BUILD_ID "unset"
+#endif
+
+/* The plugin's exported `sarco_cuda_abi_info`. The loader refuses a plugin whose record differs from
+ * its own in any of the first five fields (it reads sarco_context and this op table directly), naming
+ * both. Fields are only ever appended. */
+typedef struct sarco_cuda_abi_record {
+    int abi_version;         /* SARCO_CUDA_ABI_VERSION */
+    int cuda_runtime;        /* CUDART_VERSION the plugin was built with, e.g. 13000 */
+    size_t context_size;     /* sizeof(sarco_context) */
+    size_t ops_size;         /* sizeof(sarco_backend_ops) */
+    char build_id[48];       /* SARCO_BUILD_ID */
+    int cudnn_version;       /* CUDNN_VERSION built against (cuDNN 9: major*10000 + minor*100 + patch) */
+    int cublas_version;      /* CUBLAS_VERSION built against */
+} sarco_cuda_abi_record;
+
+/* Plugin file names: the default one, built with the toolkit `make` found (CUDA 13 here), and the
+ * CUDA 12 one (`make cuda12`), which the loader picks for a driver older than CUDA 13 (docs/cuda.md). */
+#define SARCO_CUDA_PLUGIN "libsarco_cuda.so"
+#define SARCO_CUDA12_PLUGIN "libsarco_cuda12.so"
 
 #endif

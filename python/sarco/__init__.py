@@ -17,8 +17,9 @@ __all__ = ["Model", "Context", "SarcoError", "version", "version_number"]
 
 # Functions that live in submodules, imported on first use (PEP 562) so that `import sarco` stays
 # cheap and works without the shared library (sarco.convert needs numpy only). name -> module.
-_LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics",
+_LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics", "measure_ultrasound": "metrics",
          "load_image": "pipeline", "save_labels": "pipeline", "Image": "pipeline",
+         "load_picture": "picture", "Picture": "picture",
          "overlay": "report", "overlay_color": "report", "write_png": "report"}
 
 
@@ -48,15 +49,16 @@ def _shape_arg(shape):
 class Model(_Closing):
     """A libsarco model file loaded on a backend.
 
-    Model(path, backend="cpu", threads=0) creates its own context ("auto", "cpu" or "cuda");
-    pass context=sarco.Context(...) to share one between models. Use as a context manager or call
+    Model(path, backend="cpu", threads=0, precision="fp32") creates its own context ("auto", "cpu" or
+    "cuda"; precision "fp32", or "bf16" on CPUs with AVX512-BF16/AMX, "tf32"/"fp16" on CUDA); pass
+    context=sarco.Context(...) to share one between models. Use as a context manager or call
     close(); the model is always freed before the context it was loaded on."""
 
-    def __init__(self, path, backend="cpu", threads=0, context=None):
+    def __init__(self, path, backend="cpu", threads=0, context=None, precision="fp32"):
         self._h = None
         self._ctx = None
         own = context is None
-        ctx = Context(backend=backend, threads=threads) if own else context
+        ctx = Context(backend=backend, threads=threads, precision=precision) if own else context
         ctx.acquire()
         self._ctx = ctx
         if own:

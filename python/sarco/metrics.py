@@ -17,7 +17,7 @@ import numpy as np
 
 from ._lib import Context, check, declare
 
-__all__ = ["evaluate", "measure", "edt", "FLAG_NAMES"]
+__all__ = ["evaluate", "measure", "measure_ultrasound", "edt", "FLAG_NAMES"]
 
 # sarco_seg_metrics.flags bits (include/sarco/sarco.h)
 FLAG_NAMES = {0x1: "pred_empty", 0x2: "ref_empty", 0x4: "ravd_undefined"}
@@ -43,6 +43,19 @@ class _SegMetrics(_c.Structure):
                 ("area_pred_cm2", _c.c_double), ("area_ref_cm2", _c.c_double)]
 
 
+class _UsMeasure(_c.Structure):  # sarco_us_measure
+    _fields_ = [("label", _c.c_int32), ("flags", _c.c_uint32), ("pixels", _c.c_int64), ("csa_mm2", _c.c_double),
+                ("csa_cm2", _c.c_double), ("mt_mm", _c.c_double), ("mt_max_mm", _c.c_double),
+                ("inscribed_diameter_mm", _c.c_double), ("mt_columns", _c.c_int64), ("row_min", _c.c_int64),
+                ("row_max", _c.c_int64), ("col_min", _c.c_int64), ("col_max", _c.c_int64),
+                ("height_mm", _c.c_double), ("width_mm", _c.c_double), ("components", _c.c_int64),
+                ("largest_component_share", _c.c_double), ("finite_pixels", _c.c_int64),
+                ("echo_mean", _c.c_double), ("echo_sd", _c.c_double)]
+
+
+US_FLAG_NAMES = {0x2: "empty", 0x4: "fragmented", 0x8: "touches_edge"}
+_US_HAS_IMAGE = 0x1
+
 _fns = None
 _ctx = None
 _ctx_lock = threading.Lock()
@@ -62,6 +75,9 @@ def _api():
             "evaluate": declare("sarco_evaluate_labels", _c.c_int, _P, _c.c_int, i64p, f64p, u16p, u16p, i32p,
                                 _c.c_size_t, _c.POINTER(_c.POINTER(_SegMetrics)), szp),
             "evaluate_free": declare("sarco_seg_metrics_free", None, _c.POINTER(_SegMetrics)),
+            "us": declare("sarco_measure_ultrasound", _c.c_int, _P, i64p, f64p, u16p, _c.POINTER(_c.c_float), i32p,
+                          _c.c_size_t, _c.POINTER(_c.POINTER(_UsMeasure)), szp),
+            "us_free": declare("sarco_us_measures_free", None, _c.POINTER(_UsMeasure)),
         }
     return _fns
 
@@ -207,6 +223,70 @@ def measure(labels, image=None, spacing=None, which=None, context=None):
             res[e["label"]] = e
     finally:
         api["measure_free"](out)
+    return res
+
+
+def measure_ultrasound(labels, image=None, spacing=None, which=None, context=None):
+    """Ultrasound measures of a 2D label map (rows = depth, columns across), docs/measure.md.
+
+    labels: (rows, cols) integer labels; image: None, a (rows, cols) grey array (raw values, e.g.
+    0..255) or a sarco.Picture (its luma); spacing: (row mm, col mm), required: without it the call
+    is refused (a pixel size is never assumed). Returns a list of dicts, one per nonzero label present
+    (or per label in `which`), with "label", "pixels", "csa_mm2", "csa_cm2", "mt_mm" (median vertical
+    extent over the central third of the label's width), "mt_columns", "mt_max_mm",
+    "inscribed_diameter_mm", "bbox" (row_min, row_max, col_min, col_max inclusive, height_mm,
+    width_mm), "components" (8-connected), "largest_component_share", "flags" (a list of "empty",
+    "fragmented", "touches_edge") and with an image "echo_mean", "echo_sd" (population), "finite_pixels"."""
+    fn = "measure_ultrasound"
+    lab = _labels_u16(labels, "labels", fn)
+    if lab.ndim != 2:
+        raise ValueError(f"{fn}: need a 2D (rows, cols) label map, got shape {lab.shape}")
+    dims = (_c.c_int64 * 2)(*[int(s) for s in lab.shape])
+    if spacing is None:
+        sp = None  # the library refuses it with its message
+    else:
+        spv = np.asarray(spacing, dtype=np.float64).reshape(-1)
+        if spv.size != 2:
+            raise ValueError(f"{fn}: spacing must be (row mm, col mm), got {spacing!r}")
+        sp = (_c.c_double * 2)(*[float(v) for v in spv])
+    img = None
+    if image is not None:
+        if hasattr(image, "luma") and hasattr(image, "data"):
+            image = image.luma()
+        img = np.asarray(image)
+        if img.shape != lab.shape:
+            raise ValueError(f"{fn}: image has shape {img.shape} and labels {lab.shape}; they must match "
+                             "(colour images: pass a sarco.Picture, whose luma is used)")
+        if not (np.issubdtype(img.dtype, np.floating) or np.issubdtype(img.dtype, np.integer)):
+            raise TypeError(f"{fn}: image must be numeric, got dtype {img.dtype}")
+        img = np.ascontiguousarray(img, dtype=np.float32)
+    wl, nw = _label_list(which, fn)
+    api = _api()
+    ctx = context or default_context()
+    out = _c.POINTER(_UsMeasure)()
+    count = _c.c_size_t()
+    with ctx.lock:
+        st = api["us"](ctx.handle, dims, sp, _ptr(lab, _c.c_uint16), None if img is None else _ptr(img, _c.c_float),
+                       wl, nw, _c.byref(out), _c.byref(count))
+        check(st, ctx)
+    res = []
+    try:
+        for i in range(count.value):
+            m = out[i]
+            e = {"label": int(m.label), "pixels": int(m.pixels), "csa_mm2": m.csa_mm2, "csa_cm2": m.csa_cm2,
+                 "mt_mm": m.mt_mm, "mt_columns": int(m.mt_columns), "mt_max_mm": m.mt_max_mm,
+                 "inscribed_diameter_mm": m.inscribed_diameter_mm,
+                 "bbox": {"row_min": int(m.row_min), "row_max": int(m.row_max), "col_min": int(m.col_min),
+                          "col_max": int(m.col_max), "height_mm": m.height_mm, "width_mm": m.width_mm},
+                 "components": int(m.components), "largest_component_share": m.largest_component_share,
+                 "flags": [name for bit, name in sorted(US_FLAG_NAMES.items()) if m.flags & bit]}
+            if m.flags & _US_HAS_IMAGE:
+                have = m.finite_pixels > 0
+                e.update({"echo_mean": m.echo_mean if have else None, "echo_sd": m.echo_sd if have else None,
+                          "finite_pixels": int(m.finite_pixels)})
+            res.append(e)
+    finally:
+        api["us_free"](out)
     return res
 
 
