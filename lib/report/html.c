@@ -147,7 +147,6 @@ static keyfmt key_format(const char *key) {
         {"area_index_cm2_per_m2", {"Area index", "cm&sup2;/m&sup2;", 2}},
         {"hu_mean", {"Mean attenuation", "HU", 1}},
         {"hu_sd", {"SD", "HU", 1}},
-        {"hu_min", {"Min", "HU", 0}},
         {"hu_max", {"Max", "HU", 0}},
         {"hu_fraction_muscle", {"Share -29..150 HU", "fraction", 3}},
         {"hu_fraction_imat", {"Share -190..-30 HU", "fraction", 3}},
@@ -164,6 +163,17 @@ static keyfmt key_format(const char *key) {
         {"sat_cm2", {"Subcutaneous fat (SAT)", "cm&sup2;", 2}},
         {"vat_cm2", {"Visceral fat (VAT)", "cm&sup2;", 2}},
         {"pixels", {"Pixels", "", 1}},
+        {"csa_mm2", {"Cross-sectional area (CSA)", "mm&sup2;", 1}},
+        {"csa_cm2", {"Cross-sectional area (CSA)", "cm&sup2;", 2}},
+        {"mt_mm", {"Muscle thickness (MT)", "mm", 2}},
+        {"mt_columns", {"MT columns", "", -1}},
+        {"mt_max_mm", {"Largest vertical extent", "mm", 2}},
+        {"inscribed_diameter_mm", {"Largest inscribed circle", "mm", 2}},
+        {"echo_mean", {"Echo intensity, mean", "grey 0..255", 1}},
+        {"echo_sd", {"Echo intensity, SD", "grey 0..255", 1}},
+        {"components", {"Connected components", "", -1}},
+        {"largest_component_share", {"Largest component share", "fraction", 3}},
+        {"hu_min", {"Min", "HU", 0}},
         {"nonfinite_pixels", {"Non-finite pixels", "", -1}},
     };
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
@@ -232,7 +242,7 @@ static void sb_num_cell(sbuf *b, const json_t *v, const char *key) {
         return;
     }
     if (!json_is_number(v)) {
-        sb_puts(b, "<td>");
+        sb_puts(b, json_is_boolean(v) ? "<td class=\"num\">" : "<td>");
         if (json_is_string(v)) sb_esc(b, json_string_value(v));
         else if (json_is_true(v)) sb_puts(b, "yes");
         else if (json_is_false(v)) sb_puts(b, "no");
@@ -574,17 +584,129 @@ static void scalars_table(page *pg, const json_t *o, const char *const *skip) {
     if (rows) sb_puts(b, "</tbody></table>");
 }
 
-/* Every array of objects in o as an entries table under its humanised key. */
-static void arrays_tables(page *pg, const json_t *o) {
+/* Rows of a measure report's entries: every numeric or boolean key, one nested object deep (e.g. the
+ * ultrasound measures) and two for a box ("ultrasound.bbox.height_mm"); keys are JSON paths. */
+#define MAX_ROWS 48
+typedef struct flatkeys {
+    char path[MAX_ROWS][96];
+    const char *leaf[MAX_ROWS];
+    int n;
+} flatkeys;
+
+static void flat_collect(flatkeys *fk, const json_t *o, const char *prefix, int depth) {
     const char *k;
     const json_t *v;
     json_object_foreach((json_t *)o, k, v) {
-        if (!json_is_array(v) || json_array_size(v) == 0 || !json_is_object(json_array_get(v, 0))) continue;
-        sb_puts(&pg->b, "<h3>");
-        sb_key_title(&pg->b, k);
-        sb_puts(&pg->b, "</h3>");
-        entries_table(pg, v, NULL, NULL, "Structure");
+        if (!strcmp(k, "label") || !strcmp(k, "name")) continue;
+        char path[96];
+        snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", k);
+        if (json_is_object(v)) {
+            if (depth < 2) flat_collect(fk, v, path, depth + 1);
+            continue;
+        }
+        if (!json_is_number(v) && !json_is_boolean(v) && !json_is_null(v)) continue;
+        int have = 0;
+        for (int i = 0; i < fk->n && !have; i++) have = !strcmp(fk->path[i], path);
+        if (have || fk->n == MAX_ROWS) continue;
+        snprintf(fk->path[fk->n], sizeof fk->path[fk->n], "%s", path);
+        fk->leaf[fk->n] = k;
+        fk->n++;
     }
+}
+
+static const json_t *flat_get(const json_t *o, const char *path) {
+    char buf[96];
+    snprintf(buf, sizeof buf, "%s", path);
+    const json_t *cur = o;
+    for (char *tok = strtok(buf, "."); tok && cur; tok = strtok(NULL, ".")) cur = json_object_get(cur, tok);
+    return cur;
+}
+
+static void sb_flat_title(sbuf *b, const char *path, const char *leaf) {
+    const char *dot = strchr(path, '.');
+    if (dot && !strncmp(path, "bbox", 4)) sb_puts(b, "Box ");
+    else if (dot && strstr(path, ".bbox.")) sb_puts(b, "Box ");
+    sb_key_title(b, leaf);
+}
+
+/* A `sarco measure` report: the grid, then its entries with measures as rows and labels as columns
+ * (so many measures of a few labels, e.g. ultrasound, fit the page). */
+static void measure_section(page *pg, const json_t *m) {
+    sbuf *b = &pg->b;
+    sb_puts(b, "<h2>Measurements (label map)</h2><p class=\"small\">");
+    const json_t *sp = json_object_get(m, "pixel_spacing_mm");
+    const char *how = jstr(m, "measured_as");
+    if (how) {
+        sb_puts(b, "Measured as ");
+        sb_esc(b, how);
+        sb_puts(b, ". ");
+    }
+    if (!json_is_array(sp)) sp = json_object_get(m, "spacing_mm");
+    if (json_is_array(sp)) {
+        sb_puts(b, "Pixel spacing ");
+        for (size_t i = 0; i < json_array_size(sp) && i < 3; i++)
+            sb_printf(b, "%s%.4g", i ? " &times; " : "", json_number_value(json_array_get(sp, i)));
+        sb_puts(b, " mm");
+        const char *from = jstr(m, "pixel_spacing_from");
+        if (from) {
+            sb_puts(b, " (from ");
+            sb_esc(b, basename_of(from));
+            sb_puts(b, ")");
+        }
+        sb_puts(b, ". ");
+    }
+    const char *mt = jstr(m, "mt_definition");
+    if (mt) {
+        sb_puts(b, "Muscle thickness: ");
+        sb_esc(b, mt);
+        sb_puts(b, ".");
+    }
+    sb_puts(b, "</p>");
+    const json_t *labels = json_object_get(m, "labels");
+    if (!json_is_array(labels) || json_array_size(labels) == 0) return;
+    flatkeys *fk = calloc(1, sizeof *fk);
+    if (!fk) {
+        b->oom = 1;
+        return;
+    }
+    size_t i;
+    const json_t *e;
+    json_array_foreach(labels, i, e) if (json_is_object(e)) flat_collect(fk, e, "", 0);
+    const json_t *total = json_object_get(m, "total");
+    size_t ncol = json_array_size(labels) + (json_is_object(total) ? 1 : 0);
+    if (ncol > 8) ncol = 8; /* the page's width: at most 8 label columns */
+    sb_puts(b, "<table class=\"measures\"><thead><tr><th>Measure</th><th>Unit</th>");
+    for (size_t c = 0; c < ncol; c++) {
+        const json_t *ec = c < json_array_size(labels) ? json_array_get(labels, c) : total;
+        sb_puts(b, "<th class=\"num\">");
+        if (ec == total) sb_puts(b, "total");
+        else {
+            const json_t *lab = json_object_get(ec, "label");
+            const char *nm = jstr(ec, "name");
+            if (nm) sb_name(b, nm);
+            else if (json_is_integer(lab)) sb_printf(b, "label %lld", (long long)json_integer_value(lab));
+        }
+        sb_puts(b, "</th>");
+    }
+    sb_puts(b, "</tr></thead><tbody>");
+    for (int r = 0; r < fk->n; r++) {
+        keyfmt f = key_format(fk->leaf[r]);
+        sb_puts(b, "<tr data-key=\"");
+        sb_esc(b, fk->path[r]);
+        sb_puts(b, "\"><td>");
+        sb_flat_title(b, fk->path[r], fk->leaf[r]);
+        sb_printf(b, "</td><td>%s</td>", f.unit);
+        for (size_t c = 0; c < ncol; c++) {
+            const json_t *ec = c < json_array_size(labels) ? json_array_get(labels, c) : total;
+            sb_num_cell(b, flat_get(ec, fk->path[r]), fk->leaf[r]);
+        }
+        sb_puts(b, "</tr>");
+    }
+    sb_puts(b, "</tbody></table>");
+    if (json_array_size(labels) + (json_is_object(total) ? 1 : 0) > ncol)
+        sb_printf(b, "<p class=\"small\">%zu more labels in the JSON report.</p>",
+                  json_array_size(labels) + (json_is_object(total) ? 1 : 0) - ncol);
+    free(fk);
 }
 
 static void segment_section(page *pg, const json_t *seg) {
@@ -939,6 +1061,7 @@ sarco_status sarco_report_html(sarco_context *ctx, const sarco_report_inputs *us
     const char *input = in.input_name;
     if (!input && seg) input = jstr(json_object_get(seg, "input"), "path");
     if (!input && l3) input = jstr(json_object_get(l3, "input"), "path");
+    if (!input && mea) input = jstr(mea, "image_path") ? jstr(mea, "image_path") : jstr(mea, "labels_path");
     char date[64];
     if (in.date) {
         snprintf(date, sizeof date, "%s", in.date);
@@ -1030,12 +1153,7 @@ sarco_status sarco_report_html(sarco_context *ctx, const sarco_report_inputs *us
 
     if (seg) segment_section(&pg, seg);
     if (l3) l3_section(&pg, l3);
-    if (mea) {
-        static const char *const skip[] = {"schema", "library_version", "input", "dims", "spacing_mm", NULL};
-        sb_puts(b, "<h2>Measurements (label map)</h2>");
-        scalars_table(&pg, mea, skip);
-        arrays_tables(&pg, mea);
-    }
+    if (mea) measure_section(&pg, mea);
     if (dia) diagnosis_section(&pg, dia);
     if (cfg) model_card(&pg, cfg);
     sb_puts(b, "<footer>Generated by libsarco ");

@@ -1,6 +1,7 @@
 """The HTML report in a real browser (headless Chromium, Debian's `chromium`; tools/setup.sh installs
 it): a demo phantom through `sarco segment --overlay/--html`, then `sarco report` with the segment,
-L3 and diagnosis JSON. Checks: every image loaded and nothing is wider than an A4 page (a harness
+L3 and diagnosis JSON; and an ultrasound case (the synthetic rectus femoris through `sarco measure`,
+`sarco overlay` and `sarco report --measure-json`). Checks: every image loaded and nothing is wider than an A4 page (a harness
 page measures the report in an iframe; the report itself has no script), the overlay's colours are
 where the image is in the screenshot, the PDF print is A4 and at most two pages, and every number
 in the page equals the JSON report's. The screenshot and the PDF stay in build/test-report/."""
@@ -10,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 from html.parser import HTMLParser
@@ -71,7 +73,7 @@ class _Cells(HTMLParser):
 
 
 HARNESS = """<!DOCTYPE html><html><body style="margin:0">
-<iframe id="f" src="report.html" style="width:%dpx;height:1123px;border:0"></iframe>
+<iframe id="f" src="%s" style="width:%dpx;height:1123px;border:0"></iframe>
 <pre id="result">pending</pre>
 <script>
 document.getElementById('f').addEventListener('load', function () {
@@ -92,7 +94,7 @@ document.getElementById('f').addEventListener('load', function () {
   document.getElementById('result').textContent = JSON.stringify(r);
 });
 </script></body></html>
-""" % A4_CSS_PX
+"""
 
 
 class ReportBrowserTest(unittest.TestCase):
@@ -130,8 +132,26 @@ class ReportBrowserTest(unittest.TestCase):
         if r.returncode != 0:
             raise AssertionError(f"sarco report failed: {r.stderr}")
         with open(os.path.join(d, "harness.html"), "w") as f:
-            f.write(HARNESS)
+            f.write(HARNESS % ("report.html", A4_CSS_PX))
         cls.layout = None
+        # an ultrasound case: the synthetic rectus femoris through `sarco measure` and `sarco overlay`
+        us = os.path.join(d, "us")
+        r = subprocess.run([sys.executable, "-m", "sarco.us_phantom", "--seed", "1000", "--out", us],
+                           capture_output=True, text=True, env=dict(os.environ))
+        if r.returncode != 0:
+            raise AssertionError(f"us_phantom failed: {r.stderr}")
+        cls.us_json = os.path.join(d, "us_measure.json")
+        for cmd in ([cls.cli, "measure", "--labels", os.path.join(us, "labels.png"), "--image",
+                     os.path.join(us, "us.png"), "--report", cls.us_json],
+                    [cls.cli, "overlay", "--image", os.path.join(us, "us.png"), "--labels", os.path.join(us, "labels.png"),
+                     "--names", "background,rectus_femoris", "--out", os.path.join(d, "us_overlay.png")],
+                    [cls.cli, "report", "--measure-json", cls.us_json, "--overlay", os.path.join(d, "us_overlay.png"),
+                     "--out", os.path.join(d, "us_report.html")]):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise AssertionError(f"{cmd[1]} failed: {r.stderr}")
+        with open(os.path.join(d, "us_harness.html"), "w") as f:
+            f.write(HARNESS % ("us_report.html", A4_CSS_PX))
 
     @classmethod
     def tearDownClass(cls):
@@ -139,12 +159,12 @@ class ReportBrowserTest(unittest.TestCase):
 
     def _measure(self):
         if self.layout is None:
-            type(self).layout = self._run_harness()
+            type(self).layout = self._run_harness("harness.html")
         return self.layout
 
-    def _run_harness(self):
+    def _run_harness(self, name):
         r = chrome(self.browser, "--allow-file-access-from-files", "--virtual-time-budget=10000",
-                   "--dump-dom", "file://" + os.path.join(self.d, "harness.html"))
+                   "--dump-dom", "file://" + os.path.join(self.d, name))
         m = re.search(r'<pre id="result">(.*?)</pre>', r.stdout, re.S)
         self.assertIsNotNone(m, f"no harness result: {r.stdout[-500:]} {r.stderr[-500:]}")
         self.assertNotEqual(m.group(1), "pending", "the harness never saw the report load")
@@ -259,6 +279,37 @@ class ReportBrowserTest(unittest.TestCase):
             self.assertIn(float(v), vals, k)
         self.assertIn("HU windows (inclusive, the defaults): Muscle -29..150; Low attenuation -29..29; "
                       "IMAT -190..-30 HU", page)
+
+    def test_ultrasound_measure_report(self):
+        m = self._run_harness("us_harness.html")
+        self.assertEqual(len(m["images"]), 1)
+        self.assertTrue(m["images"][0]["complete"] and m["images"][0]["nw"] > 0)
+        self.assertEqual(m["overflow"], [])
+        self.assertLessEqual(m["scrollWidth"], m["clientWidth"])
+        with open(os.path.join(self.d, "us_report.html"), encoding="utf-8") as f:
+            page = f.read()
+        with open(self.us_json) as f:
+            us = json.load(f)
+        p = _Cells()
+        p.feed(page)
+        t = [t for t in p.tables if t["class"] == "measures"][0]
+        entry = us["labels"][0]
+        keys = re.findall(r'<tr data-key="([^"]+)">', page)
+        self.assertIn("ultrasound.csa_mm2", keys)
+        self.assertIn("ultrasound.mt_mm", keys)
+        self.assertIn("ultrasound.echo_mean", keys)
+        for key, row in zip(keys, t["rows"]):
+            v = entry
+            for part in key.split("."):
+                v = v[part]
+            cell = row[2]
+            if isinstance(v, bool):
+                self.assertEqual(cell[0], "yes" if v else "no")
+            elif v is None:
+                self.assertNotIn("data-value", cell[1])
+            else:
+                self.assertEqual(float(cell[1]["data-value"]), float(v), key)
+        self.assertIn('id="input">us.png<', page)
 
     def test_header_and_segment_html(self):
         with open(self.report, encoding="utf-8") as f:
