@@ -20,7 +20,8 @@ __all__ = ["Model", "Context", "SarcoError", "version", "version_number"]
 _LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics", "measure_ultrasound": "metrics",
          "load_image": "pipeline", "save_labels": "pipeline", "Image": "pipeline",
          "load_picture": "picture", "Picture": "picture",
-         "overlay": "report", "overlay_color": "report", "write_png": "report"}
+         "overlay": "report", "overlay_color": "report", "write_png": "report",
+         "report_html": "report", "write_report": "report"}
 
 
 def __getattr__(name):

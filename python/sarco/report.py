@@ -5,7 +5,9 @@ docs/report.md).
     ct = sarco.load_image("ct.nii.gz")
     rgb = sarco.overlay(ct, labels, class_names=model.config["classes"])   # numpy uint8 (H, W, 3)
     sarco.write_png("overlay.png", rgb)
+    html = sarco.report_html(segment_json=seg, diagnosis_json=dia, model="m.safetensors", pictures=[rgb])
 """
+import json
 import ctypes as _c
 
 import numpy as np
@@ -13,7 +15,7 @@ import numpy as np
 from ._lib import check, lib
 from .pipeline import Image, _Image, _context
 
-__all__ = ["overlay", "overlay_color", "write_png"]
+__all__ = ["overlay", "overlay_color", "write_png", "report_html", "write_report"]
 
 _P = _c.c_void_p
 _STYLE = {False: 0, True: 1}
@@ -27,6 +29,18 @@ class _OverlayOptions(_c.Structure):  # sarco_overlay_options
         ("class_names", _c.POINTER(_c.c_char_p)), ("nclass_names", _c.c_size_t), ("pixel_mm", _c.c_double),
         ("axial_slices", _c.c_int), ("orientation", _c.c_int),
     ]
+
+
+class _ReportPicture(_c.Structure):  # sarco_report_picture
+    _fields_ = [("png_path", _c.c_char_p), ("rgb", _c.POINTER(_c.c_uint8)), ("width", _c.c_int64),
+                ("height", _c.c_int64), ("caption", _c.c_char_p)]
+
+
+class _ReportInputs(_c.Structure):  # sarco_report_inputs
+    _fields_ = [("struct_size", _c.c_size_t), ("segment_json", _c.c_char_p), ("diagnosis_json", _c.c_char_p),
+                ("l3_json", _c.c_char_p), ("measure_json", _c.c_char_p), ("model_path", _c.c_char_p),
+                ("pictures", _c.POINTER(_ReportPicture)), ("npictures", _c.c_size_t), ("input_name", _c.c_char_p),
+                ("date", _c.c_char_p), ("title", _c.c_char_p)]
 
 
 _declared = False
@@ -46,6 +60,11 @@ def _so():
             "sarco_overlay_free": (None, [U8P]),
             "sarco_png_write": (_c.c_int, [_P, _c.c_char_p, U8P, _c.c_int64, _c.c_int64, _c.c_int,
                                            _c.POINTER(_c.c_double)]),
+            "sarco_report_inputs_init": (None, [_c.POINTER(_ReportInputs)]),
+            "sarco_report_html": (_c.c_int, [_P, _c.POINTER(_ReportInputs), _c.POINTER(_c.c_void_p),
+                                             _c.POINTER(_c.c_size_t)]),
+            "sarco_report_free": (None, [_c.c_void_p]),
+            "sarco_report_write": (_c.c_int, [_P, _c.POINTER(_ReportInputs), _c.c_char_p]),
         }
         for name, (res, args) in protos.items():
             f = getattr(so, name)
@@ -141,5 +160,88 @@ def write_png(path, pixels, spacing_mm=None, context=None):
             check(so.sarco_png_write(ctx.handle, str(path).encode(), a.ctypes.data_as(_c.POINTER(_c.c_uint8)),
                                      a.shape[1], a.shape[0], a.shape[2], sp), ctx)
     finally:
+        if own:
+            ctx.close()
+
+
+def _json_text(v):
+    if v is None:
+        return None
+    return (v if isinstance(v, str) else json.dumps(v)).encode()
+
+
+def _report_inputs(segment_json, diagnosis_json, l3_json, measure_json, model, pictures, input_name, date, title):
+    """The C struct plus the Python objects it borrows (kept alive by the caller)."""
+    so = _so()
+    ri = _ReportInputs()
+    so.sarco_report_inputs_init(_c.byref(ri))
+    keep = []
+    ri.segment_json, ri.diagnosis_json = _json_text(segment_json), _json_text(diagnosis_json)
+    ri.l3_json, ri.measure_json = _json_text(l3_json), _json_text(measure_json)
+    ri.model_path = None if model is None else str(model).encode()
+    ri.input_name = None if input_name is None else str(input_name).encode()
+    ri.date = None if date is None else str(date).encode()
+    ri.title = None if title is None else str(title).encode()
+    pics = list(pictures or [])
+    arr = (_ReportPicture * max(1, len(pics)))()
+    for i, p in enumerate(pics):
+        caption = None
+        if isinstance(p, tuple):
+            p, caption = p
+        if isinstance(p, np.ndarray):
+            a = np.ascontiguousarray(p, dtype=np.uint8)
+            if a.ndim != 3 or a.shape[2] != 3:
+                raise ValueError(f"report: picture {i} must be (H, W, 3) uint8, got {a.shape}")
+            keep.append(a)
+            arr[i].rgb = a.ctypes.data_as(_c.POINTER(_c.c_uint8))
+            arr[i].height, arr[i].width = a.shape[0], a.shape[1]
+        else:
+            arr[i].png_path = str(p).encode()
+        arr[i].caption = None if caption is None else str(caption).encode()
+    ri.pictures = arr
+    ri.npictures = len(pics)
+    keep.append(arr)
+    return ri, keep
+
+
+def report_html(segment_json=None, diagnosis_json=None, l3_json=None, measure_json=None, model=None, pictures=(),
+                input_name=None, date=None, title=None, context=None):
+    """The self-contained HTML report (docs/report.md) as a string. JSON arguments: text or dicts as the
+    verbs print them; pictures: PNG paths or (H, W, 3) uint8 arrays, each optionally (picture, caption)."""
+    so = _so()
+    ri, keep = _report_inputs(segment_json, diagnosis_json, l3_json, measure_json, model, pictures, input_name,
+                              date, title)
+    ctx, own = _context(context)
+    try:
+        out = _c.c_void_p()
+        n = _c.c_size_t()
+        with ctx.lock:
+            check(so.sarco_report_html(ctx.handle, _c.byref(ri), _c.byref(out), _c.byref(n)), ctx)
+        try:
+            return _c.string_at(out, n.value).decode("utf-8")
+        finally:
+            so.sarco_report_free(out)
+    finally:
+        del keep
+        if own:
+            ctx.close()
+
+
+def write_report(path, **kwargs):
+    """report_html(**kwargs) written to path atomically."""
+    context = kwargs.pop("context", None)
+    so = _so()
+    ri, keep = _report_inputs(kwargs.pop("segment_json", None), kwargs.pop("diagnosis_json", None),
+                              kwargs.pop("l3_json", None), kwargs.pop("measure_json", None), kwargs.pop("model", None),
+                              kwargs.pop("pictures", ()), kwargs.pop("input_name", None), kwargs.pop("date", None),
+                              kwargs.pop("title", None))
+    if kwargs:
+        raise TypeError(f"write_report: unknown arguments {sorted(kwargs)}")
+    ctx, own = _context(context)
+    try:
+        with ctx.lock:
+            check(so.sarco_report_write(ctx.handle, _c.byref(ri), str(path).encode()), ctx)
+    finally:
+        del keep
         if own:
             ctx.close()

@@ -1,5 +1,6 @@
 """sarco.overlay and `sarco overlay`: the documented pixel rules on a known input (docs/report.md),
 the same picture from C, Python and the CLI, and bad input."""
+import json
 import os
 import subprocess
 import tempfile
@@ -96,6 +97,33 @@ class OverlayTest(unittest.TestCase):
             back, info = read_png(p)
             np.testing.assert_array_equal(back, rgb)
             self.assertEqual(info["phys"], (2000, 2000, 1))
+
+
+class ReportPythonTest(unittest.TestCase):
+    """sarco.report_html / write_report: the C report from Python (the browser test renders it)."""
+
+    def test_report_from_python(self):
+        img = np.full((40, 30), 100.0, dtype=np.float32)
+        lab = np.zeros((40, 30), dtype=np.uint16)
+        lab[10:20, 5:15] = 1
+        rgb = sarco.overlay(img, lab, class_names=["bg", "m"])
+        seg = {"input": {"path": "a/<b>.nii"}, "labels": [{"label": 1, "name": "m&m", "voxels": 3, "area_cm2": 0.5}]}
+        page = sarco.report_html(segment_json=seg, pictures=[(rgb, "cap <1>")], date="D")
+        self.assertIn("data:image/png;base64,iVBORw0KGgo", page)
+        self.assertIn("cap &lt;1&gt;", page)
+        self.assertIn('id="input">&lt;b&gt;.nii<', page)
+        self.assertIn("m&amp;m", page)
+        self.assertNotIn("<script", page)
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "r.html")
+            sarco.write_report(p, segment_json=json.dumps(seg), pictures=[(rgb, "cap <1>")], date="D")
+            with open(p, encoding="utf-8") as f:
+                self.assertEqual(f.read(), page)
+            with self.assertRaises(sarco.SarcoError) as e:
+                sarco.report_html(segment_json="{oops")
+            self.assertIn("segment JSON does not parse", str(e.exception))
+            with self.assertRaises(ValueError):
+                sarco.report_html(pictures=[np.zeros((4, 4), np.uint8)])
 
 
 def _write_nifti_f32(path, data, affine):
