@@ -25,3 +25,18 @@ if ! "$py" -c 'import numpy' 2>/dev/null; then
   echo "setup: installing numpy"
   "$py" -m pip install -q numpy
 fi
+# The report's browser test (test/python/test_report.py) renders the HTML in headless Chromium and
+# counts the PDF's pages with pdfinfo. Optional for the library: when they cannot be installed the
+# test says SKIP with the reason, and nothing else depends on them.
+opt=(chromium poppler-utils fonts-dejavu-core)
+optmissing=()
+for p in "${opt[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || optmissing+=("$p")
+done
+if [ ${#optmissing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing ${optmissing[*]} (for the report's browser test; optional)"
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  { $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq --no-install-recommends "${optmissing[@]}" >/dev/null; } ||
+    echo "setup: could not install ${optmissing[*]}: the report's browser test will be skipped"
+fi

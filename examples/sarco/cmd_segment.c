@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_pictures.h"
 
 static const char *SEG_USAGE =
     "usage: sarco segment --model M --input CT.nii.gz --output LABELS.nii.gz [options]\n"
@@ -25,6 +26,8 @@ static const char *SEG_USAGE =
     "  --overlap F          window overlap in [0, 1) (default: the model's, else 0.25)\n"
     "  --mode M             constant or gaussian blending (default: the model's, else constant)\n"
     "  --sw-batch N         windows per network call (default: the model's, else 1)\n"
+    "  --overlay O.png      also draw the image with its labels (sarco overlay's defaults)\n"
+    "  --html R.html        also write the HTML report (sarco report) with the overlay embedded\n"
     "\n"
     "Exit codes: 0 ok, 2 bad input or usage, 1 internal failure.\n";
 
@@ -187,7 +190,7 @@ static int parse_double(const char *s, double *out) {
 }
 
 int cmd_segment(int argc, char **argv) {
-    const char *model_path = NULL, *input = NULL, *output = NULL, *report = NULL;
+    const char *model_path = NULL, *input = NULL, *output = NULL, *report = NULL, *overlay = NULL, *html = NULL;
     sarco_context_options co;
     sarco_context_options_init(&co);
     sarco_segment_options so;
@@ -213,6 +216,10 @@ int cmd_segment(int argc, char **argv) {
             output = v;
         else if (!strcmp(a, "--report"))
             report = v;
+        else if (!strcmp(a, "--overlay"))
+            overlay = v;
+        else if (!strcmp(a, "--html"))
+            html = v;
         else if (!strcmp(a, "--backend")) {
             if (!strcmp(v, "auto"))
                 co.backend = SARCO_BACKEND_AUTO;
@@ -295,6 +302,23 @@ int cmd_segment(int argc, char **argv) {
     if ((s = sarco_segment_volumes(ctx, model, ct, labels, n, height, &vr)) != SARCO_OK) goto fail;
     int max_label = info.num_classes > 0 ? info.num_classes - 1 : 1;
     if ((s = sarco_labels_write(ctx, ct, labels, max_label, output)) != SARCO_OK) goto fail;
+    uint8_t *rgb = NULL; /* the overlay, drawn once for --overlay and --html */
+    int64_t rgb_w = 0, rgb_h = 0;
+    if (overlay || html) {
+        size_t nnames;
+        char **names = cli_class_names(sarco_model_config_json(model), &nnames);
+        sarco_overlay_options oo;
+        sarco_overlay_options_init(&oo);
+        oo.class_names = (const char *const *)names;
+        oo.nclass_names = nnames;
+        s = sarco_overlay_render(ctx, ct, labels, &oo, &rgb, &rgb_w, &rgb_h);
+        cli_names_free(names, nnames);
+        if (s == SARCO_OK && overlay) s = sarco_png_write(ctx, overlay, rgb, rgb_w, rgb_h, 3, NULL);
+        if (s != SARCO_OK) {
+            sarco_overlay_free(rgb);
+            goto fail;
+        }
+    }
     double t_end = seconds();
     const double t[3] = {t_loaded - t_start, t_end - t_seg, t_end - t_start};
     FILE *f = stdout;
@@ -303,6 +327,7 @@ int cmd_segment(int argc, char **argv) {
         if (!f) {
             snprintf(msg, sizeof msg, "%s: cannot open for writing (%s)", report, strerror(errno));
             rc = cli_fail("segment", SARCO_ERR_IO, msg);
+            sarco_overlay_free(rgb);
             goto done;
         }
     }
@@ -311,6 +336,28 @@ int cmd_segment(int argc, char **argv) {
         snprintf(msg, sizeof msg, "%s: write failed (%s)", report, strerror(errno));
         rc = cli_fail("segment", SARCO_ERR_IO, msg);
     }
+    if (html && rc == CLI_OK) {
+        /* the same JSON, in memory, composed into the page with the overlay */
+        char *js = NULL;
+        size_t jn = 0;
+        FILE *mf = open_memstream(&js, &jn);
+        if (mf) {
+            write_report(mf, model_path, model, input, output, ct, ctx, &info, vr, t, co.precision);
+            fclose(mf);
+        }
+        sarco_report_picture pic = {NULL, rgb, rgb_w, rgb_h, "Segmentation: axial slices evenly spaced through the segmented extent "
+                                   "and one coronal view (white ticks: the axial slices); CT window W400 / L40"};
+        sarco_report_inputs ri;
+        sarco_report_inputs_init(&ri);
+        ri.segment_json = js;
+        ri.model_path = model_path;
+        ri.pictures = &pic;
+        ri.npictures = 1;
+        if (!js) rc = cli_fail("segment", SARCO_ERR_OUT_OF_MEMORY, "cannot build the report in memory");
+        else if ((s = sarco_report_write(ctx, &ri, html)) != SARCO_OK) rc = cli_fail("segment", s, sarco_last_error(ctx));
+        free(js);
+    }
+    sarco_overlay_free(rgb);
     goto done;
 fail:
     if (ps.tty && ps.last >= 0 && ps.last < 100) fputc('\n', stderr); /* end the progress line */

@@ -525,6 +525,95 @@ SARCO_API sarco_status sarco_segment_volumes(sarco_context *ctx, const sarco_mod
                                              sarco_volume_report **out);
 SARCO_API void sarco_volume_report_free(sarco_volume_report *report);
 
+/* ---- pictures: PNG, overlays, the HTML report (docs/report.md) ------------------------------ */
+
+/* Writes an 8-bit PNG: channels 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; pixels holds height rows of
+ * width x channels bytes, top row first. spacing_mm (x, y in mm, each 0.001..1000) adds a pHYs chunk
+ * of round(1000 / spacing) pixels per metre; NULL writes none. Atomic like sarco_image_write. */
+SARCO_API sarco_status sarco_png_write(sarco_context *ctx, const char *path, const uint8_t *pixels, int64_t width,
+                                       int64_t height, int channels, const double *spacing_mm);
+
+typedef enum sarco_overlay_style {
+    SARCO_OVERLAY_FILL = 0,   /* translucent fill (alpha) with an opaque 1-pixel outline */
+    SARCO_OVERLAY_OUTLINE = 1 /* the opaque 1-pixel outline only */
+} sarco_overlay_style;
+
+typedef enum sarco_overlay_orientation {
+    SARCO_OVERLAY_AUTO = 0,         /* radiological for 3D images and 2D NIfTI, as stored otherwise */
+    SARCO_OVERLAY_AS_STORED = 1,    /* column = x index, row = y index, top row = y 0 */
+    SARCO_OVERLAY_RADIOLOGICAL = 2  /* patient right on the viewer's left, anterior / superior up
+                                       (by the sign of the affine's diagonal) */
+} sarco_overlay_orientation;
+
+/* How sarco_overlay_render draws (docs/report.md). */
+typedef struct sarco_overlay_options {
+    size_t struct_size;           /* sizeof(sarco_overlay_options); set by sarco_overlay_options_init */
+    double window_width;          /* grey window in image units; <= 0: auto: 0..255 when every finite value
+                                     lies in 0..255 (ultrasound, PNG), else CT soft tissue W400 / L40 */
+    double window_level;
+    sarco_overlay_style style;    /* default FILL */
+    double alpha;                 /* fill opacity in [0, 1]; default 0.4 */
+    int legend;                   /* 1 (default): a legend of the labels present, below the picture */
+    const char *const *class_names; /* class_names[v] names label value v (v < nclass_names, non-NULL);
+                                     others are "label v" */
+    size_t nclass_names;
+    double pixel_mm;              /* mm per output pixel; <= 0: auto */
+    int axial_slices;             /* 3D: axial panels of the mosaic, 1..64; default 8 */
+    sarco_overlay_orientation orientation;
+} sarco_overlay_options;
+
+SARCO_API void sarco_overlay_options_init(sarco_overlay_options *opts);
+
+/* The fixed display colour of a label value (>= 1; 20 distinct colours, repeating). */
+SARCO_API void sarco_overlay_color(int label, uint8_t rgb[3]);
+
+/* Draws image (2D, or 3D as a mosaic of evenly spaced axial slices through the labelled extent plus
+ * one coronal view) windowed to grey, with labels (one uint16 per voxel, x fastest; NULL: none) in
+ * their colours, on square output pixels (the voxel aspect ratio from the spacing), and a legend.
+ * *rgb (free with sarco_overlay_free) holds *height rows of *width x 3 bytes, top row first. */
+SARCO_API sarco_status sarco_overlay_render(sarco_context *ctx, const sarco_image *image, const uint16_t *labels,
+                                            const sarco_overlay_options *opts, uint8_t **rgb, int64_t *width,
+                                            int64_t *height);
+SARCO_API void sarco_overlay_free(uint8_t *rgb);
+/* sarco_overlay_render written as an RGB PNG (with pHYs when the spacing is known), atomically. */
+SARCO_API sarco_status sarco_overlay_write(sarco_context *ctx, const sarco_image *image, const uint16_t *labels,
+                                           const sarco_overlay_options *opts, const char *path);
+
+/* A picture for the report: a PNG file, or an RGB buffer (rows of width x 3 bytes, top first). */
+typedef struct sarco_report_picture {
+    const char *png_path;      /* embedded as is after validation; NULL: use rgb */
+    const uint8_t *rgb;
+    int64_t width, height;
+    const char *caption;       /* optional */
+} sarco_report_picture;
+
+/* What one HTML report is made of. Every JSON text is optional; strings from them are HTML-escaped. */
+typedef struct sarco_report_inputs {
+    size_t struct_size;             /* sizeof(sarco_report_inputs); set by sarco_report_inputs_init */
+    const char *segment_json;       /* `sarco segment`'s report */
+    const char *diagnosis_json;     /* `sarco diagnose`'s output */
+    const char *l3_json;            /* `sarco l3`'s output */
+    const char *measure_json;       /* `sarco measure`'s output (e.g. ultrasound) */
+    const char *model_path;         /* the model file (SHA-256, card, demo warning); NULL: segment_json's */
+    const sarco_report_picture *pictures;
+    size_t npictures;
+    const char *input_name;         /* shown as the input file (its last path part); NULL: segment_json's */
+    const char *date;               /* shown as the date; NULL: now, UTC */
+    const char *title;              /* NULL: "Body composition report" */
+} sarco_report_inputs;
+
+SARCO_API void sarco_report_inputs_init(sarco_report_inputs *in);
+/* One self-contained HTML page (pictures as data: URIs, no scripts, no network, print CSS for A4):
+ * a header without patient data (input file name, date, library version, model architecture and
+ * file SHA-256, model card summary, and a warning when the model's config marks it a demonstration
+ * model), the pictures, the measurement tables with units and the diagnosis table (docs/report.md).
+ * *html (free with sarco_report_free) is NUL-terminated, *len bytes without the NUL (len may be NULL). */
+SARCO_API sarco_status sarco_report_html(sarco_context *ctx, const sarco_report_inputs *in, char **html,
+                                         size_t *len);
+SARCO_API void sarco_report_free(char *html);
+/* sarco_report_html written to path atomically. */
+SARCO_API sarco_status sarco_report_write(sarco_context *ctx, const sarco_report_inputs *in, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

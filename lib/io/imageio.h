@@ -51,11 +51,34 @@ typedef struct sarco_write_fault {
     int fail_rename;
 } sarco_write_fault;
 
+/* Atomic writes (lib/io/atomic.c): a temporary file next to path, fsync, rename, directory fsync.
+ * sarco_atomic_temp_open creates "<path>.tmp-<pid>-<random>" with O_EXCL (tmp gets its name; tmp_size
+ * >= strlen(path) + 64) and returns the fd or -1 with errno. sarco_write_file_atomic writes n bytes
+ * that way; on any failure no file is left and an existing file at path is untouched. fault may be NULL. */
+SARCO_INTERNAL int sarco_atomic_temp_open(const char *path, char *tmp, size_t tmp_size);
+SARCO_INTERNAL void sarco_atomic_fsync_dir(const char *path);
+SARCO_INTERNAL sarco_status sarco_write_file_atomic(sarco_context *ctx, const char *path, const void *data, size_t n,
+                                                    const sarco_write_fault *fault);
+
 /* Writes a NIfTI file on geom's grid: datatype NIFTI_TYPE_FLOAT32 (data = float), or UINT8/UINT16
  * (data = uint16_t labels, each <= 255 for UINT8). fault may be NULL. */
 SARCO_INTERNAL sarco_status sarco_nifti_write(sarco_context *ctx, const sarco_image *geom, const void *data,
                                               int datatype, int intent_code, const char *path,
                                               const sarco_write_fault *fault);
+
+/* PNG writer: 8-bit grey / grey+alpha / RGB / RGBA rows (top first, interleaved) encoded in memory
+ * (*out malloc'd), optionally with pHYs (pixels per metre = round(1000 / spacing_mm)). _ex writes the
+ * file atomically with an optional fault (sarco_png_write is _ex with fault NULL). */
+SARCO_INTERNAL sarco_status sarco_png_encode(sarco_context *ctx, const uint8_t *pixels, int64_t width, int64_t height,
+                                             int channels, const double *spacing_mm, uint8_t **out, size_t *out_size);
+SARCO_INTERNAL sarco_status sarco_png_write_ex(sarco_context *ctx, const char *path, const uint8_t *pixels,
+                                               int64_t width, int64_t height, int channels, const double *spacing_mm,
+                                               const sarco_write_fault *fault);
+
+/* An 8-bit grey PNG of width x height values (row-major, x fastest, each <= 255), written atomically
+ * through sarco_png_write_ex (the nnU-Net branch's label output calls this; same signature). */
+SARCO_INTERNAL sarco_status sarco_png_write_grey8(sarco_context *ctx, const char *path, uint32_t width, uint32_t height,
+                                                  const uint16_t *values);
 
 /* The affine (mm) and spacing the reader derives from a header geometry, via nifticlib.
  * Returns 0 when the geometry has no usable transform (non-finite, singular). */

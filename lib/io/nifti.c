@@ -1106,38 +1106,6 @@ static void build_header(const sarco_nifti_geometry *g, int datatype, int bitpix
     *hlen = N1_HDR + 4;
 }
 
-static int open_temp(const char *path, char *tmp, size_t tmp_size) {
-    for (int attempt = 0; attempt < 32; attempt++) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        unsigned long salt = (unsigned long)ts.tv_nsec ^ ((unsigned long)(uintptr_t)tmp >> 4) ^
-                             (unsigned long)attempt * 2654435761u;
-        snprintf(tmp, tmp_size, "%s.tmp-%ld-%08lx", path, (long)getpid(), salt & 0xffffffffUL);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST) return fd;
-    }
-    errno = EEXIST;
-    return -1;
-}
-
-static void fsync_parent(const char *path) {
-    char *dir = strdup(path);
-    if (!dir) return;
-    char *slash = strrchr(dir, '/');
-    const char *d = ".";
-    if (slash == dir) d = "/";
-    else if (slash) {
-        *slash = '\0';
-        d = dir;
-    }
-    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd); /* best effort: the rename is done either way */
-        close(fd);
-    }
-    free(dir);
-}
-
 sarco_status sarco_nifti_write(sarco_context *ctx, const sarco_image *img, const void *data, int datatype,
                                int intent_code, const char *path, const sarco_write_fault *fault) {
     int gz = ends_with(path, ".nii.gz");
@@ -1188,7 +1156,7 @@ sarco_status sarco_nifti_write(sarco_context *ctx, const sarco_image *img, const
         }
         k.z_init = 1;
     }
-    k.fd = open_temp(path, tmp, tmp_size);
+    k.fd = sarco_atomic_temp_open(path, tmp, tmp_size);
     if (k.fd < 0) {
         k.st = sarco_fail(ctx, SARCO_ERR_IO, "%s: cannot create a temporary file next to it: %s", path,
                           strerror(errno));
@@ -1241,7 +1209,7 @@ sarco_status sarco_nifti_write(sarco_context *ctx, const sarco_image *img, const
                           strerror(errno));
         goto fail;
     }
-    fsync_parent(path);
+    sarco_atomic_fsync_dir(path);
     if (k.z_init) deflateEnd(&k.zs);
     free(k.zbuf);
     free(chunk);

@@ -507,3 +507,159 @@ fail:
     cleanup(r);
     return st;
 }
+
+/* ---- writer ---- */
+
+/* The encoder's state, on the heap for the same setjmp reason as the reader's. */
+typedef struct pngwrite {
+    uint8_t *buf;
+    size_t size, cap;
+    int oom;
+    char msg[256];
+    png_structp png;
+    png_infop info;
+} pngwrite;
+
+static void on_write(png_structp png, png_bytep data, size_t n) {
+    pngwrite *w = png_get_io_ptr(png);
+    if (n > w->cap - w->size) {
+        size_t cap = w->cap ? w->cap : 4096;
+        while (cap - w->size < n) {
+            if (cap > SIZE_MAX / 2) {
+                w->oom = 1;
+                png_error(png, "output too large");
+            }
+            cap *= 2;
+        }
+        uint8_t *nb = realloc(w->buf, cap);
+        if (!nb) {
+            w->oom = 1;
+            png_error(png, "out of memory");
+        }
+        w->buf = nb;
+        w->cap = cap;
+    }
+    memcpy(w->buf + w->size, data, n);
+    w->size += n;
+}
+
+static void on_flush(png_structp png) { (void)png; }
+
+static void on_write_error(png_structp png, png_const_charp msg) {
+    pngwrite *w = png_get_error_ptr(png);
+    if (!w->msg[0]) snprintf(w->msg, sizeof w->msg, "libpng: %s", msg);
+    png_longjmp(png, 1);
+}
+
+static void on_write_warning(png_structp png, png_const_charp msg) {
+    (void)png;
+    (void)msg;
+}
+
+static sarco_status check_spacing(sarco_context *ctx, const double *sp, png_uint_32 ppm[2]) {
+    for (int a = 0; a < 2; a++) {
+        /* pHYs holds whole pixels per metre: 0.001 mm .. 1 m per pixel fit comfortably */
+        if (!(sp[a] >= 1e-3 && sp[a] <= 1e3))
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
+                              "PNG pixel spacing %g mm (axis %d) is not a finite value in 0.001..1000 mm", sp[a], a);
+        ppm[a] = (png_uint_32)lround(1000.0 / sp[a]);
+        if (ppm[a] == 0) ppm[a] = 1;
+    }
+    return SARCO_OK;
+}
+
+sarco_status sarco_png_encode(sarco_context *ctx, const uint8_t *pixels, int64_t width, int64_t height, int channels,
+                              const double *spacing_mm, uint8_t **out, size_t *out_size) {
+    if (out) *out = NULL;
+    if (out_size) *out_size = 0;
+    if (!pixels || !out || !out_size)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "PNG writer: pixels, out and out_size must not be NULL");
+    if (channels < 1 || channels > 4)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
+                          "PNG writer: %d channels (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA)", channels);
+    if (width < 1 || height < 1)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "PNG writer: width %lld x height %lld: an empty image",
+                          (long long)width, (long long)height);
+    if (width > SARCO_PNG_MAX_SIDE || height > SARCO_PNG_MAX_SIDE ||
+        (uint64_t)width * (uint64_t)height > SARCO_PNG_MAX_PIXELS)
+        return sarco_fail(ctx, SARCO_ERR_LIMIT, "PNG writer: width %lld x height %lld is past the cap (%u a side, %llu "
+                          "pixels)", (long long)width, (long long)height, SARCO_PNG_MAX_SIDE,
+                          (unsigned long long)SARCO_PNG_MAX_PIXELS);
+    png_uint_32 ppm[2] = {0, 0};
+    if (spacing_mm) {
+        sarco_status s = check_spacing(ctx, spacing_mm, ppm);
+        if (s != SARCO_OK) return s;
+    }
+    static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+                                 PNG_COLOR_TYPE_RGB_ALPHA};
+    pngwrite *const w = calloc(1, sizeof *w);
+    if (!w) return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "PNG writer: out of memory");
+    sarco_status st = SARCO_OK;
+    w->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, w, on_write_error, on_write_warning);
+    if (w->png) w->info = png_create_info_struct(w->png);
+    if (!w->png || !w->info) {
+        st = sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "PNG writer: cannot start libpng");
+        goto done;
+    }
+    if (setjmp(png_jmpbuf(w->png))) {
+        st = sarco_fail(ctx, w->oom ? SARCO_ERR_OUT_OF_MEMORY : SARCO_ERR_INTERNAL, "PNG writer: %s",
+                        w->msg[0] ? w->msg : "libpng failed");
+        goto done;
+    }
+    png_set_write_fn(w->png, w, on_write, on_flush);
+    png_set_IHDR(w->png, w->info, (png_uint_32)width, (png_uint_32)height, 8, types[channels], PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (spacing_mm) png_set_pHYs(w->png, w->info, ppm[0], ppm[1], PNG_RESOLUTION_METER);
+    png_write_info(w->png, w->info);
+    size_t stride = (size_t)width * (size_t)channels;
+    for (int64_t y = 0; y < height; y++) png_write_row(w->png, (png_const_bytep)(pixels + (size_t)y * stride));
+    png_write_end(w->png, NULL);
+    *out = w->buf;
+    *out_size = w->size;
+    w->buf = NULL;
+done:
+    if (w->png) png_destroy_write_struct(&w->png, w->info ? &w->info : NULL);
+    free(w->buf);
+    free(w);
+    return st;
+}
+
+sarco_status sarco_png_write_ex(sarco_context *ctx, const char *path, const uint8_t *pixels, int64_t width,
+                                int64_t height, int channels, const double *spacing_mm,
+                                const sarco_write_fault *fault) {
+    if (!path || !*path) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "PNG writer: no output path");
+    uint8_t *buf;
+    size_t n;
+    sarco_status st = sarco_png_encode(ctx, pixels, width, height, channels, spacing_mm, &buf, &n);
+    if (st != SARCO_OK) {
+        char m[1024];
+        snprintf(m, sizeof m, "%s", sarco_last_error(ctx));
+        return sarco_fail(ctx, st, "%s: %s", path, m);
+    }
+    st = sarco_write_file_atomic(ctx, path, buf, n, fault);
+    free(buf);
+    return st;
+}
+
+sarco_status sarco_png_write(sarco_context *ctx, const char *path, const uint8_t *pixels, int64_t width,
+                             int64_t height, int channels, const double *spacing_mm) {
+    return sarco_png_write_ex(ctx, path, pixels, width, height, channels, spacing_mm, NULL);
+}
+
+/* 8-bit grey labels (the nnU-Net PNG label output of sarco_labels_write), through the writer above. */
+sarco_status sarco_png_write_grey8(sarco_context *ctx, const char *path, uint32_t width, uint32_t height,
+                                   const uint16_t *values) {
+    if (width == 0 || height == 0 || width > SARCO_PNG_MAX_SIDE || height > SARCO_PNG_MAX_SIDE)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: cannot write a %ux%u PNG", path, width, height);
+    size_t n = (size_t)width * height;
+    for (size_t i = 0; i < n; i++)
+        if (values[i] > 255)
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: value %u at pixel %llu does not fit 8 bits", path,
+                              values[i], (unsigned long long)i);
+    uint8_t *px = malloc(n);
+    if (!px) return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    for (size_t i = 0; i < n; i++) px[i] = (uint8_t)values[i];
+    sarco_status st = sarco_png_write_ex(ctx, path, px, width, height, 1, NULL, NULL);
+    free(px);
+    return st;
+}

@@ -19,7 +19,9 @@ __all__ = ["Model", "Context", "SarcoError", "version", "version_number"]
 # cheap and works without the shared library (sarco.convert needs numpy only). name -> module.
 _LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics", "measure_ultrasound": "metrics",
          "load_image": "pipeline", "save_labels": "pipeline", "Image": "pipeline",
-         "load_picture": "picture", "Picture": "picture"}
+         "load_picture": "picture", "Picture": "picture",
+         "overlay": "report", "overlay_color": "report", "write_png": "report",
+         "report_html": "report", "write_report": "report"}
 
 
 def __getattr__(name):
