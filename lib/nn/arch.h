@@ -23,6 +23,8 @@ typedef struct sarco_arch {
     /* Optional: drops scratch buffers kept between forwards (the model calls it on a fold's state
      * when another fold runs, so only one fold's workspace is held). NULL: nothing to drop. */
     void (*trim)(sarco_context *ctx, void *state);
+    /* image classifiers: the features/head split (lib/nn/classifier.h); NULL for other archs */
+    const struct sarco_classifier *classifier;
 } sarco_arch;
 
 /* NULL when no architecture of that name is built in. lib/nn/registry.c lists them. */

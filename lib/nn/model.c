@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "arch.h"
+#include "classifier.h"
 
 #define MAX_FOLDS 64
 
@@ -296,4 +297,10 @@ sarco_status sarco_model_forward_be_fold(sarco_context *ctx, sarco_model *m, int
 sarco_status sarco_model_forward_be(sarco_context *ctx, sarco_model *m, int ndim, const int64_t *in, const float *x,
                                     float *y) {
     return sarco_model_forward_be_fold(ctx, m, 0, ndim, in, x, y);
+}
+
+const sarco_classifier *sarco_model_classifier(const sarco_model *m, void **state) {
+    if (!m || !m->arch || !m->arch->classifier) return NULL;
+    if (state) *state = m->state;
+    return m->arch->classifier;
 }

@@ -4,14 +4,24 @@
 
 #include "arch.h"
 
-extern const sarco_arch sarco_arch_unetr;         /* unetr.c */
-extern const sarco_arch sarco_arch_nnunet_plain;  /* nnunet.c */
-extern const sarco_arch sarco_arch_nnunet_resenc; /* nnunet.c */
+extern const sarco_arch sarco_arch_unetr;           /* unetr.c */
+extern const sarco_arch sarco_arch_nnunet_plain;    /* nnunet.c */
+extern const sarco_arch sarco_arch_nnunet_resenc;   /* nnunet.c */
+extern const sarco_arch sarco_arch_resnet50;        /* resnet.c */
+extern const sarco_arch sarco_arch_vgg19;           /* vgg.c */
+extern const sarco_arch sarco_arch_vgg19_bn;        /* vgg.c */
+extern const sarco_arch sarco_arch_densenet121;     /* densenet.c */
+extern const sarco_arch sarco_arch_efficientnet_b0; /* efficientnet.c */
 
 static const sarco_arch *const archs[] = {
     &sarco_arch_unetr,
     &sarco_arch_nnunet_plain,
     &sarco_arch_nnunet_resenc,
+    &sarco_arch_resnet50,
+    &sarco_arch_vgg19,
+    &sarco_arch_vgg19_bn,
+    &sarco_arch_densenet121,
+    &sarco_arch_efficientnet_b0,
     NULL, /* end */
 };
 

@@ -203,6 +203,10 @@ typedef struct sarco_backend_ops {
     /* pooling: x (N, in..., C) -> y (N, out..., C) */
     sarco_status (*pool)(sarco_backend *be, const sarco_pool_desc *d, int64_t n, int64_t c,
                          const int64_t *in, const float *x, float *y);
+    /* adaptive average pooling, 2D: x (N, in0, in1, C) -> y (N, out0, out1, C), PyTorch's windows
+     * (kernels/pool_hd.h sarco_hd_adaptive_window); out may exceed in */
+    sarco_status (*adaptive_avg_pool2d)(sarco_backend *be, int64_t n, int64_t c, const int64_t *in,
+                                        const int64_t *out, const float *x, float *y);
 
     /* sliding window: acc += y w and cnt += w for one window (w (R0, R1, R2), NULL = 1), the product
      * rounded to float before the add (MONAI); windows land in call order, so sums match across backends */
@@ -249,7 +253,8 @@ SARCO_INTERNAL sarco_status sarco_backend_open_cuda(sarco_context *ctx, sarco_ba
 
 /* The entry point libsarco_cuda.so exports, with its ABI record (and, for libsarco builds older
  * than the record, the bare ABI number sarco_cuda_abi, so they refuse a newer plugin cleanly). */
-#define SARCO_CUDA_ABI_VERSION 4 /* 2: window_accumulate, argmax_labels; 3: edt_axis, label_stats; 4: abi record */
+#define SARCO_CUDA_ABI_VERSION 5 /* 2: window_accumulate, argmax_labels; 3: edt_axis, label_stats; 4: abi record;
+                                  * 5: adaptive_avg_pool2d */
 typedef sarco_status (*sarco_cuda_create_fn)(sarco_context *ctx, sarco_backend **out, char *msg,
                                              size_t msg_size);
 

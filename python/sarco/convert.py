@@ -145,10 +145,11 @@ def _nonfinite(a):
     return int(a.size - np.count_nonzero(np.isfinite(a)))
 
 
-def _checked_tensors(arch, mod, kw, state_dict, reader):
+def _checked_tensors(arch, mod, kw, state_dict, reader, raw_kwargs):
     """The tensors the architecture keeps from one checkpoint (a path or a loaded object), every
     duplicate shown equal to its original and every shape checked. Returns (tensors, dropped
-    counts, reader used)."""
+    counts, reader used, kwargs completed from the shapes where the arch reads some from them;
+    raw_kwargs is the user's --kwargs)."""
     if isinstance(state_dict, Mapping):
         obj, used = state_dict, "given"
     else:
@@ -159,6 +160,12 @@ def _checked_tensors(arch, mod, kw, state_dict, reader):
     kept = collections.OrderedDict()
     dropped = collections.Counter()
     dups = []
+    rename = getattr(mod, "rename", None)
+    if rename:
+        renamed = collections.OrderedDict((rename(n), a) for n, a in sd.items())
+        if len(renamed) != len(sd):
+            raise ConvertError("the state_dict holds a key under both its old and its new name")
+        sd = renamed
     for name, a in sd.items():
         what, info = mod.classify(name)
         if what == "keep":
@@ -183,8 +190,11 @@ def _checked_tensors(arch, mod, kw, state_dict, reader):
             safetensors.dtype_name(a)
         except ValueError as e:
             raise ConvertError(f"{name}: {e}") from None
-    mod.check_tensors(kw, {n: tuple(a.shape) for n, a in kept.items()})
-    return kept, dropped, used
+    shapes = {n: tuple(a.shape) for n, a in kept.items()}
+    if hasattr(mod, "kwargs_from_shapes"):  # a classifier's num_classes from its head
+        kw = mod.kwargs_from_shapes(raw_kwargs, kw, shapes)
+    mod.check_tensors(kw, shapes)
+    return kept, dropped, used, kw
 
 
 def _write(out, tensors, config):
@@ -200,9 +210,8 @@ def convert(arch, kwargs, state_dict, out, extra_config=None, reader="auto"):
     out is then left as it was."""
     mod = archs.get(arch)
     kw = mod.normalize_kwargs(kwargs)
-    config = _config_json(arch, kw, extra_config)
-    kept, dropped, used = _checked_tensors(arch, mod, kw, state_dict, reader)
-    _write(out, kept, config)
+    kept, dropped, used, kw = _checked_tensors(arch, mod, kw, state_dict, reader, kwargs)
+    _write(out, kept, _config_json(arch, kw, extra_config))
     nonfinite = sum(_nonfinite(a) for a in kept.values())
     return {"out": os.fspath(out), "arch": arch, "tensors": len(kept), "bytes": os.path.getsize(out),
             "dropped": dict(dropped), "reader": used, "nonfinite": nonfinite}
@@ -221,17 +230,19 @@ def convert_folds(arch, kwargs, folds, out, extra_config=None, reader="auto"):
         raise ConvertError("--config must not set folds")
     mod = archs.get(arch)
     kw = mod.normalize_kwargs(kwargs)
-    config = _config_json(arch, kw, dict(extra_config or {}, folds=names))
-    tensors, dropped, used = collections.OrderedDict(), collections.Counter(), set()
+    tensors, dropped, used, fold_kw = collections.OrderedDict(), collections.Counter(), set(), None
     for i, (name, sd) in enumerate(folds):
         try:
-            kept, d, u = _checked_tensors(arch, mod, kw, sd, reader)
+            kept, d, u, kwi = _checked_tensors(arch, mod, kw, sd, reader, kwargs)
         except ConvertError as e:
             raise ConvertError(f"{name}: {e}") from None
+        if fold_kw is not None and kwi != fold_kw:  # e.g. heads of different widths
+            raise ConvertError(f"{name}: its weights give the arguments {kwi}, but {names[0]}'s give {fold_kw}")
+        fold_kw = kwi
         tensors.update((f"fold.{i}.{k}", a) for k, a in kept.items())
         dropped.update(d)
         used.add(u)
-    _write(out, tensors, config)
+    _write(out, tensors, _config_json(arch, fold_kw, dict(extra_config or {}, folds=names)))
     nonfinite = sum(_nonfinite(a) for a in tensors.values())
     return {"out": os.fspath(out), "arch": arch, "tensors": len(tensors), "bytes": os.path.getsize(out),
             "dropped": dict(dropped), "reader": "/".join(sorted(used)), "nonfinite": nonfinite, "folds": names}
