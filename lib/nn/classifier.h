@@ -105,6 +105,8 @@ typedef struct sarco_classifier {
 /* The split of a loaded model, or NULL when its arch is not a classifier; *state gets the arch state
  * to pass to the functions above. */
 SARCO_INTERNAL const sarco_classifier *sarco_model_classifier(const sarco_model *m, void **state);
+/* The same for fold `fold` of a model file holding several (NULL when out of range). */
+SARCO_INTERNAL const sarco_classifier *sarco_model_classifier_fold(const sarco_model *m, int fold, void **state);
 
 /* An arch's forward from its split: features, then the head. y (N, classes) backend memory. */
 SARCO_INTERNAL sarco_status sarco_classifier_forward(sarco_context *ctx, const sarco_classifier *c, void *state,

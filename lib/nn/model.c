@@ -299,8 +299,12 @@ sarco_status sarco_model_forward_be(sarco_context *ctx, sarco_model *m, int ndim
     return sarco_model_forward_be_fold(ctx, m, 0, ndim, in, x, y);
 }
 
-const sarco_classifier *sarco_model_classifier(const sarco_model *m, void **state) {
-    if (!m || !m->arch || !m->arch->classifier) return NULL;
-    if (state) *state = m->state;
+const sarco_classifier *sarco_model_classifier_fold(const sarco_model *m, int fold, void **state) {
+    if (!m || !m->arch || !m->arch->classifier || fold < 0 || fold >= m->nfolds) return NULL;
+    if (state) *state = m->states[fold];
     return m->arch->classifier;
+}
+
+const sarco_classifier *sarco_model_classifier(const sarco_model *m, void **state) {
+    return sarco_model_classifier_fold(m, 0, state);
 }
