@@ -20,7 +20,11 @@ LIBS := -ldnnl -lnifti2 -lznz -lz -lpng -ljansson -ldl -lm -fopenmp
 LDFLAGS_ALL := $(SAN) $(LDFLAGS)
 
 LIB_SRC := $(filter-out lib/cuda/%,$(wildcard lib/*/*.c))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The diagnosis rule sets (rules/*.json) are compiled in as data (docs/clinical.md): adding a table
+# is adding a file there.
+RULES := $(sort $(wildcard rules/*.json))
+RULES_C := $(BUILD)/gen/rules_builtin.c
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(RULES_C:.c=.o)
 DEPS := $(LIB_OBJ:.o=.d)
 
 SO := lib/libsarco.so
@@ -46,6 +50,13 @@ lib: $(OUT_SO) $(OUT_A)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(RULES_C): $(RULES) tools/embed_rules.sh
+	@mkdir -p $(dir $@)
+	tools/embed_rules.sh $@ $(RULES)
+
+$(RULES_C:.c=.o): $(RULES_C)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(OUT_SO): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libsarco.so.$(SOMAJOR) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
@@ -111,6 +122,8 @@ test-asan: setup
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include/sarco $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/sarco/sarco.h $(DESTDIR)$(PREFIX)/include/sarco/
+	install -d $(DESTDIR)$(PREFIX)/share/sarco/rules
+	install -m 644 $(RULES) $(DESTDIR)$(PREFIX)/share/sarco/rules/
 	install -m 755 $(SO_REAL) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libsarco.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsarco.so.$(SOMAJOR)
 	ln -sf libsarco.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsarco.so

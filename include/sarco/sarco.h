@@ -425,6 +425,32 @@ SARCO_API sarco_status sarco_segment_volumes(sarco_context *ctx, const sarco_mod
                                              sarco_volume_report **out);
 SARCO_API void sarco_volume_report_free(sarco_volume_report *report);
 
+/* ---- diagnosis rules (docs/clinical.md) ---------------------------------------------------- */
+
+/* Rule sets are versioned JSON data (rules/NAME.json in the source tree, compiled into the library and
+ * installed under PREFIX/share/sarco/rules): AWGS 2019, EWGSOP2 and the L3 SMI cut-off tables.
+ * A name is looked up in the directories of $SARCO_RULES_PATH (colon-separated, NAME.json) first,
+ * then among the built-in sets; a name containing '/' or ending in ".json" is a file path. */
+
+/* Judges one subject against one or more rule sets. rules: a name, a path, or several joined by
+ * ','; NULL takes input_json's "rules" entry. input_json: an object with "sex" ("M" or "F"),
+ * optional "age", "height_m", "weight_kg", "bmi" and the measurements named by the rule sets'
+ * inputs (e.g. "grip_kg": 16 or "grip_kg": {"value": 16, "unit": "kg"}); "mass_from":
+ * "l3_smi:TABLE" with "smi_cm2_m2" or "measurements" (a `sarco l3` report) lets an imaging
+ * measure stand in for muscle mass. *output_json (free with sarco_json_free): every criterion with
+ * its value, unit, threshold, operator, table and status, the findings, the verdict per rule set and
+ * what is missing to decide (schema sarco.diagnosis/1). Bad input (unknown rule set or measure, a
+ * value outside its plausible range, a unit that does not match, a sex a table does not cover):
+ * INVALID_ARGUMENT (UNSUPPORTED for a sex, BAD_FORMAT for a broken rules file) with the reason. */
+SARCO_API sarco_status sarco_diagnose(sarco_context *ctx, const char *rules, const char *input_json,
+                                      char **output_json);
+/* Frees a JSON string returned by the library. */
+SARCO_API void sarco_json_free(char *json);
+/* The text of a rule set, found as sarco_diagnose finds it, after validation. */
+SARCO_API sarco_status sarco_rules_get(sarco_context *ctx, const char *name_or_path, char **out_json);
+/* {"builtin": [{"name", "version", "kind", "title"}...], "search_path": [...]} */
+SARCO_API sarco_status sarco_rules_list(sarco_context *ctx, char **out_json);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,7 +18,8 @@ __all__ = ["Model", "Context", "SarcoError", "version", "version_number"]
 # Functions that live in submodules, imported on first use (PEP 562) so that `import sarco` stays
 # cheap and works without the shared library (sarco.convert needs numpy only). name -> module.
 _LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics",
-         "load_image": "pipeline", "save_labels": "pipeline", "Image": "pipeline"}
+         "load_image": "pipeline", "save_labels": "pipeline", "Image": "pipeline",
+         "diagnose": "clinical", "rules_list": "clinical", "rules_get": "clinical"}
 
 
 def __getattr__(name):
