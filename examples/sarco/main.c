@@ -8,11 +8,13 @@ int cmd_segment(int argc, char **argv); /* cmd_segment.c */
 int cmd_evaluate(int argc, char **argv); /* cmd_evaluate.c */
 int cmd_measure(int argc, char **argv);  /* cmd_measure.c */
 int cmd_diagnose(int argc, char **argv); /* cmd_diagnose.c */
+int cmd_l3(int argc, char **argv);       /* cmd_l3.c */
 static const cli_verb verbs[] = {
     {"version", "print the library version", cmd_version},
     {"segment", "segment a CT with a model: label map + volume report", cmd_segment},
     {"evaluate", "segmentation metrics of a prediction against a reference", cmd_evaluate},
     {"measure", "per-label volumes/areas and HU statistics of a label map", cmd_measure},
+    {"l3", "L3 body composition: SMA, SMI, muscle attenuation, IMAT, SAT/VAT of the L3 slice", cmd_l3},
     {"diagnose", "sarcopenia verdicts from measurements (AWGS 2019, EWGSOP2, L3 SMI tables)", cmd_diagnose},
 };
 #define NVERBS (sizeof verbs / sizeof *verbs)

@@ -451,6 +451,69 @@ SARCO_API sarco_status sarco_rules_get(sarco_context *ctx, const char *name_or_p
 /* {"builtin": [{"name", "version", "kind", "title"}...], "search_path": [...]} */
 SARCO_API sarco_status sarco_rules_list(sarco_context *ctx, char **out_json);
 
+/* ---- L3 body composition (docs/clinical.md) ------------------------------------------------ */
+
+/* HU windows, inclusive (CT values are integers). Defaults (sarco_l3_options_init): muscle -29..150,
+ * low-attenuation muscle -29..29, intermuscular adipose tissue (IMAT) -190..-30 (REFERENCE.md). */
+typedef struct sarco_l3_options {
+    size_t struct_size;            /* sizeof(sarco_l3_options); set by sarco_l3_options_init */
+    double muscle_hu[2];
+    double low_attenuation_hu[2];
+    double imat_hu[2];
+    double height_m;               /* > 0: SMI = SMA / height^2; 0: none */
+} sarco_l3_options;
+
+SARCO_API void sarco_l3_options_init(sarco_l3_options *opts);
+
+/* One axial slice's muscle measures. The muscle compartment is every pixel carrying one of the
+ * muscle labels; SMA counts the compartment's pixels inside the muscle window (the Alberta
+ * protocol), IMAT its pixels inside the IMAT window; muscle attenuation is the mean HU over the SMA
+ * pixels; the low-attenuation fraction is the share of SMA pixels inside the low-attenuation window. */
+typedef struct sarco_l3_measures {
+    double pixel_area_mm2;
+    int64_t compartment_pixels;
+    double compartment_area_cm2;
+    int64_t sma_pixels;
+    double sma_cm2;
+    double smi_cm2_m2;                /* 0 without a height */
+    double muscle_attenuation_hu;     /* 0 when sma_pixels is 0 */
+    double muscle_attenuation_sd_hu;  /* population SD */
+    int64_t low_attenuation_pixels;
+    double low_attenuation_fraction;  /* of the SMA pixels */
+    double low_attenuation_area_cm2;
+    int64_t imat_pixels;
+    double imat_area_cm2;
+    int64_t nonfinite_pixels;         /* compartment pixels whose HU is NaN/inf: left out */
+} sarco_l3_measures;
+
+/* Measures one slice: dims {ny, nx} and spacing {sy, sx} in C order (as the measurement API), labels
+ * uint16, hu float32 (HU), both ny*nx. muscle_labels/nmuscle: the labels forming the compartment.
+ * Spacing must be finite and within 0.1..5 mm (a CT pixel): else INVALID_ARGUMENT. opts may be NULL. */
+SARCO_API sarco_status sarco_l3_measure(sarco_context *ctx, const int64_t *dims, const double *spacing,
+                                        const uint16_t *labels, const float *hu, const int32_t *muscle_labels,
+                                        size_t nmuscle, const sarco_l3_options *opts, sarco_l3_measures *out);
+
+/* The axial slice through the centre of a vertebra in a label map on geometry's grid (x fastest, e.g.
+ * TotalSegmentator's vertebrae_L3): the z index nearest the centroid of the label's voxels (halves
+ * round up). The grid's third axis must run head-feet. *centroid_z (may be NULL): the unrounded
+ * centroid. INVALID_ARGUMENT when the label is absent. */
+SARCO_API sarco_status sarco_l3_slice_from_labels(sarco_context *ctx, const sarco_image *geometry,
+                                                  const uint16_t *labels, size_t labels_count, int32_t label,
+                                                  int64_t *slice, double *centroid_z);
+
+/* The L3 workflow in one call: the slice options_json names (and its neighbours when "slices" is 3),
+ * segmented with model (sarco_segment on each 2-D slice) or taken from labels (on ct's grid; exactly
+ * one of the two), measured per class and as sarco_l3_measures, averaged over the slices, and judged
+ * with a cut-off table when "sex" and "table" are given. options_json (NULL = {}): "slice", "slices",
+ * "classes" (names of the label values; else the model's, else the L3 phantom's), "height_m",
+ * "sex", "bmi" or "weight_kg", "table", "muscle_hu", "low_attenuation_hu", "imat_hu" ([lo, hi]),
+ * "slice_source" (echoed). *out_json (sarco_json_free): schema sarco.l3/1 (docs/clinical.md).
+ * slice_labels (may be NULL): nx*ny values (x fastest) that receive the centre slice's labels as
+ * measured, e.g. for an overlay. */
+SARCO_API sarco_status sarco_l3_report(sarco_context *ctx, const sarco_image *ct, const uint16_t *labels,
+                                       size_t labels_count, sarco_model *model, const char *options_json,
+                                       char **out_json, uint16_t *slice_labels);
+
 #ifdef __cplusplus
 }
 #endif

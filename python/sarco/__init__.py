@@ -19,7 +19,7 @@ __all__ = ["Model", "Context", "SarcoError", "version", "version_number"]
 # cheap and works without the shared library (sarco.convert needs numpy only). name -> module.
 _LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics",
          "load_image": "pipeline", "save_labels": "pipeline", "Image": "pipeline",
-         "diagnose": "clinical", "rules_list": "clinical", "rules_get": "clinical"}
+         "diagnose": "clinical", "rules_list": "clinical", "rules_get": "clinical", "l3": "clinical"}
 
 
 def __getattr__(name):
