@@ -38,7 +38,7 @@ import numpy as np
 
 from .phantom import write_nifti
 
-__all__ = ["CLASSES", "Phantom", "generate", "write", "VERTEBRA_LABELS"]
+__all__ = ["CLASSES", "Phantom", "generate", "write", "write_nifti", "VERTEBRA_LABELS"]
 
 CLASSES = ["background", "skeletal_muscle", "subcutaneous_fat", "visceral_fat"]
 VERTEBRA_LABELS = {"L2": 2, "L3": 3, "L4": 4}
