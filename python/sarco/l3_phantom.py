@@ -114,23 +114,23 @@ def _apart(e1, e2, margin_mm):
 def _layout(rng, dz):
     """One slice's ellipses, dz = slice offset from L3's centre (shapes change slowly with it)."""
     for _ in range(200):
-        a_body, b_body = rng.uniform(140, 165), rng.uniform(100, 122)
+        a_body, b_body = rng.uniform(145, 170), rng.uniform(108, 128)
         t_sat, t_sat_b = rng.uniform(12, 30), rng.uniform(10, 26)
-        wall, wall_b = rng.uniform(7, 12), rng.uniform(6, 10)
+        wall, wall_b = rng.uniform(9, 14), rng.uniform(7, 11)
         grow = 1.0 + 0.004 * dz
         body = _Ellipse(0, 0, a_body * grow, b_body * grow)
         inner = _Ellipse(0, 0, body.a - t_sat, body.b - t_sat_b)
         cavity = _Ellipse(0, 0, inner.a - wall, inner.b - wall_b)
         # vertebral body, constant over the slices (its centroid is L3's centre exactly)
         v_a, v_b = rng.uniform(20, 25), rng.uniform(15, 19)
-        a_pp, b_pp = rng.uniform(18, 25), rng.uniform(13, 18)
-        y_pp = -cavity.b + b_pp + rng.uniform(8, 14)
+        a_pp, b_pp = rng.uniform(22, 29), rng.uniform(16, 21)
+        y_pp = -cavity.b + b_pp + rng.uniform(6, 12)
         y_v = y_pp + b_pp + rng.uniform(6, 10) + v_b
         vert = _Ellipse(0, y_v, v_a, v_b)
         x_pp = rng.uniform(4, 8) + a_pp
         para = [_Ellipse(-x_pp, y_pp, a_pp, b_pp, rng.uniform(-0.2, 0.2)),
                 _Ellipse(x_pp, y_pp, a_pp * rng.uniform(0.95, 1.05), b_pp * rng.uniform(0.95, 1.05), rng.uniform(-0.2, 0.2))]
-        a_ps, b_ps = rng.uniform(11, 17) * (1 + 0.01 * dz), rng.uniform(13, 19) * (1 + 0.01 * dz)
+        a_ps, b_ps = rng.uniform(13, 18) * (1 + 0.01 * dz), rng.uniform(15, 21) * (1 + 0.01 * dz)
         x_ps = v_a + rng.uniform(5, 9) + a_ps
         psoas = [_Ellipse(-x_ps, y_v + rng.uniform(-4, 6), a_ps, b_ps, rng.uniform(0.2, 0.6)),
                  _Ellipse(x_ps, y_v + rng.uniform(-4, 6), a_ps, b_ps, -rng.uniform(0.2, 0.6))]
