@@ -42,7 +42,7 @@ CLI := $(BUILD)/sarco
 TEST_SRC := $(wildcard test/test_*.c)
 TEST_BIN := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 
-.PHONY: all lib cuda test test-c test-py test-asan setup install clean demo bench
+.PHONY: all lib cuda test test-c test-py test-asan setup install clean demo demo-l3 bench
 all: lib cuda $(CLI)
 
 lib: $(OUT_SO) $(OUT_A)
@@ -99,6 +99,12 @@ test: setup
 demo: setup
 	$(MAKE) all
 	@PYTHONPATH=$(CURDIR)/python SARCO_LIBRARY=$(CURDIR)/$(OUT_SO) $(PYTHON) tools/demo.py --cli $(CLI) --out $(BUILD)/demo
+
+# The L3 demo: a held-out synthetic L3 CT through `sarco l3` with the demo 2-D model, true versus
+# measured SMA, SAT, VAT and Dice (tools/demo_l3.py, docs/clinical.md).
+demo-l3: setup
+	$(MAKE) all
+	@PYTHONPATH=$(CURDIR)/python SARCO_LIBRARY=$(CURDIR)/$(OUT_SO) $(PYTHON) tools/demo_l3.py --cli $(CLI) --out $(BUILD)/demo_l3
 
 # The public header compiles alone as C99/C11/C++11/C++17; the .so exports only sarco_* and links no CUDA.
 .PHONY: test-header
