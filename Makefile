@@ -20,7 +20,11 @@ LIBS := -ldnnl -lnifti2 -lznz -lz -lpng -ljpeg -ljansson -ldl -lm -fopenmp
 LDFLAGS_ALL := $(SAN) $(LDFLAGS)
 
 LIB_SRC := $(filter-out lib/cuda/%,$(wildcard lib/*/*.c))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The diagnosis rule sets (rules/*.json) are compiled in as data (docs/clinical.md): adding a table
+# is adding a file there.
+RULES := $(sort $(wildcard rules/*.json))
+RULES_C := $(BUILD)/gen/rules_builtin.c
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(RULES_C:.c=.o)
 DEPS := $(LIB_OBJ:.o=.d)
 
 SO := lib/libsarco.so
@@ -38,7 +42,7 @@ CLI := $(BUILD)/sarco
 TEST_SRC := $(wildcard test/test_*.c)
 TEST_BIN := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 
-.PHONY: all lib cuda test test-c test-py test-asan setup install clean demo demo-us bench
+.PHONY: all lib cuda test test-c test-py test-asan setup install clean demo demo-us demo-l3 bench
 all: lib cuda $(CLI)
 
 lib: $(OUT_SO) $(OUT_A)
@@ -46,6 +50,13 @@ lib: $(OUT_SO) $(OUT_A)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(RULES_C): $(RULES) tools/embed_rules.sh
+	@mkdir -p $(dir $@)
+	tools/embed_rules.sh $@ $(RULES)
+
+$(RULES_C:.c=.o): $(RULES_C)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(OUT_SO): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libsarco.so.$(SOMAJOR) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
@@ -95,6 +106,12 @@ demo-us: setup
 	$(MAKE) all
 	@PYTHONPATH=$(CURDIR)/python SARCO_LIBRARY=$(CURDIR)/$(OUT_SO) $(PYTHON) tools/demo_us.py --cli $(CLI) --out $(BUILD)/demo-us
 
+# The L3 demo: a held-out synthetic L3 CT through `sarco l3` with the demo 2-D model, true versus
+# measured SMA, SAT, VAT and Dice (tools/demo_l3.py, docs/clinical.md).
+demo-l3: setup
+	$(MAKE) all
+	@PYTHONPATH=$(CURDIR)/python SARCO_LIBRARY=$(CURDIR)/$(OUT_SO) $(PYTHON) tools/demo_l3.py --cli $(CLI) --out $(BUILD)/demo_l3
+
 # The public header compiles alone as C99/C11/C++11/C++17; the .so exports only sarco_* and links no CUDA.
 .PHONY: test-header
 test-header: lib
@@ -117,6 +134,8 @@ test-asan: setup
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include/sarco $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/sarco/sarco.h $(DESTDIR)$(PREFIX)/include/sarco/
+	install -d $(DESTDIR)$(PREFIX)/share/sarco/rules
+	install -m 644 $(RULES) $(DESTDIR)$(PREFIX)/share/sarco/rules/
 	install -m 755 $(SO_REAL) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libsarco.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsarco.so.$(SOMAJOR)
 	ln -sf libsarco.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libsarco.so

@@ -96,7 +96,7 @@ def labels_to_model_grid(labels, cropped, start, end, cfg=CONFIG, seed=0):
     different labels; argmax alone would always give the lower label, background, and shrink every
     muscle by about 1 % when the spacings are commensurate). Returns uint8 (X, Y, Z)."""
     torch, MetaTensor, _, _, _, Spacing, _ = _monai()
-    lab = labels[start[0]:end[0], start[1]:end[1], start[2]:end[2]]
+    lab = labels[tuple(slice(s, e) for s, e in zip(start, end))]  # 2-D or 3-D
     n = len(cfg["classes"])
     oh = np.stack([(lab == c) for c in range(n)]).astype(np.float32)
     t = MetaTensor(torch.from_numpy(oh), affine=cropped.affine)
@@ -112,7 +112,7 @@ def labels_back(lab_model, sp, cropped, start, end, full_shape):
     back = SpatialResample(mode="nearest", padding_mode="border", align_corners=False)(
         lab, dst_affine=cropped.affine, spatial_size=cropped.shape[1:])
     full = np.zeros(full_shape, np.uint8)
-    full[start[0]:end[0], start[1]:end[1], start[2]:end[2]] = np.round(back[0].numpy()).astype(np.uint8)
+    full[tuple(slice(s, e) for s, e in zip(start, end))] = np.round(back[0].numpy()).astype(np.uint8)
     return full
 
 

@@ -613,6 +613,94 @@ SARCO_API sarco_status sarco_report_html(sarco_context *ctx, const sarco_report_
 SARCO_API void sarco_report_free(char *html);
 /* sarco_report_html written to path atomically. */
 SARCO_API sarco_status sarco_report_write(sarco_context *ctx, const sarco_report_inputs *in, const char *path);
+/* ---- diagnosis rules (docs/clinical.md) ---------------------------------------------------- */
+
+/* Rule sets are versioned JSON data (rules/NAME.json in the source tree, compiled into the library and
+ * installed under PREFIX/share/sarco/rules): AWGS 2019, EWGSOP2 and the L3 SMI cut-off tables.
+ * A name is looked up in the directories of $SARCO_RULES_PATH (colon-separated, NAME.json) first,
+ * then among the built-in sets; a name containing '/' or ending in ".json" is a file path. */
+
+/* Judges one subject against one or more rule sets. rules: a name, a path, or several joined by
+ * ','; NULL takes input_json's "rules" entry. input_json: an object with "sex" ("M" or "F"),
+ * optional "age", "height_m", "weight_kg", "bmi" and the measurements named by the rule sets'
+ * inputs (e.g. "grip_kg": 16 or "grip_kg": {"value": 16, "unit": "kg"}); "mass_from":
+ * "l3_smi:TABLE" with "smi_cm2_m2" or "measurements" (a `sarco l3` report) lets an imaging
+ * measure stand in for muscle mass. *output_json (free with sarco_json_free): every criterion with
+ * its value, unit, threshold, operator, table and status, the findings, the verdict per rule set and
+ * what is missing to decide (schema sarco.diagnosis/1). Bad input (unknown rule set or measure, a
+ * value outside its plausible range, a unit that does not match, a sex a table does not cover):
+ * INVALID_ARGUMENT (UNSUPPORTED for a sex, BAD_FORMAT for a broken rules file) with the reason. */
+SARCO_API sarco_status sarco_diagnose(sarco_context *ctx, const char *rules, const char *input_json,
+                                      char **output_json);
+/* Frees a JSON string returned by the library. */
+SARCO_API void sarco_json_free(char *json);
+/* The text of a rule set, found as sarco_diagnose finds it, after validation. */
+SARCO_API sarco_status sarco_rules_get(sarco_context *ctx, const char *name_or_path, char **out_json);
+/* {"builtin": [{"name", "version", "kind", "title"}...], "search_path": [...]} */
+SARCO_API sarco_status sarco_rules_list(sarco_context *ctx, char **out_json);
+
+/* ---- L3 body composition (docs/clinical.md) ------------------------------------------------ */
+
+/* HU windows, inclusive (CT values are integers). Defaults (sarco_l3_options_init): muscle -29..150,
+ * low-attenuation muscle -29..29, intermuscular adipose tissue (IMAT) -190..-30 (REFERENCE.md). */
+typedef struct sarco_l3_options {
+    size_t struct_size;            /* sizeof(sarco_l3_options); set by sarco_l3_options_init */
+    double muscle_hu[2];
+    double low_attenuation_hu[2];
+    double imat_hu[2];
+    double height_m;               /* > 0: SMI = SMA / height^2; 0: none */
+} sarco_l3_options;
+
+SARCO_API void sarco_l3_options_init(sarco_l3_options *opts);
+
+/* One axial slice's muscle measures. The muscle compartment is every pixel carrying one of the
+ * muscle labels; SMA counts the compartment's pixels inside the muscle window (the Alberta
+ * protocol), IMAT its pixels inside the IMAT window; muscle attenuation is the mean HU over the SMA
+ * pixels; the low-attenuation fraction is the share of SMA pixels inside the low-attenuation window. */
+typedef struct sarco_l3_measures {
+    double pixel_area_mm2;
+    int64_t compartment_pixels;
+    double compartment_area_cm2;
+    int64_t sma_pixels;
+    double sma_cm2;
+    double smi_cm2_m2;                /* 0 without a height */
+    double muscle_attenuation_hu;     /* 0 when sma_pixels is 0 */
+    double muscle_attenuation_sd_hu;  /* population SD */
+    int64_t low_attenuation_pixels;
+    double low_attenuation_fraction;  /* of the SMA pixels */
+    double low_attenuation_area_cm2;
+    int64_t imat_pixels;
+    double imat_area_cm2;
+    int64_t nonfinite_pixels;         /* compartment pixels whose HU is NaN/inf: left out */
+} sarco_l3_measures;
+
+/* Measures one slice: dims {ny, nx} and spacing {sy, sx} in C order (as the measurement API), labels
+ * uint16, hu float32 (HU), both ny*nx. muscle_labels/nmuscle: the labels forming the compartment.
+ * Spacing must be finite and within 0.1..5 mm (a CT pixel): else INVALID_ARGUMENT. opts may be NULL. */
+SARCO_API sarco_status sarco_l3_measure(sarco_context *ctx, const int64_t *dims, const double *spacing,
+                                        const uint16_t *labels, const float *hu, const int32_t *muscle_labels,
+                                        size_t nmuscle, const sarco_l3_options *opts, sarco_l3_measures *out);
+
+/* The axial slice through the centre of a vertebra in a label map on geometry's grid (x fastest, e.g.
+ * TotalSegmentator's vertebrae_L3): the z index nearest the centroid of the label's voxels (halves
+ * round up). The grid's third axis must run head-feet. *centroid_z (may be NULL): the unrounded
+ * centroid. INVALID_ARGUMENT when the label is absent. */
+SARCO_API sarco_status sarco_l3_slice_from_labels(sarco_context *ctx, const sarco_image *geometry,
+                                                  const uint16_t *labels, size_t labels_count, int32_t label,
+                                                  int64_t *slice, double *centroid_z);
+
+/* The L3 workflow in one call: the slice options_json names (and its neighbours when "slices" is 3),
+ * segmented with model (sarco_segment on each 2-D slice) or taken from labels (on ct's grid; exactly
+ * one of the two), measured per class and as sarco_l3_measures, averaged over the slices, and judged
+ * with a cut-off table when "sex" and "table" are given. options_json (NULL = {}): "slice", "slices",
+ * "classes" (names of the label values; else the model's, else the L3 phantom's), "height_m",
+ * "sex", "bmi" or "weight_kg", "table", "muscle_hu", "low_attenuation_hu", "imat_hu" ([lo, hi]),
+ * "slice_source" (echoed). *out_json (sarco_json_free): schema sarco.l3/1 (docs/clinical.md).
+ * slice_labels (may be NULL): nx*ny values (x fastest) that receive the centre slice's labels as
+ * measured, e.g. for an overlay. */
+SARCO_API sarco_status sarco_l3_report(sarco_context *ctx, const sarco_image *ct, const uint16_t *labels,
+                                       size_t labels_count, sarco_model *model, const char *options_json,
+                                       char **out_json, uint16_t *slice_labels);
 
 #ifdef __cplusplus
 }

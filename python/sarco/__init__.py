@@ -21,7 +21,8 @@ _LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics", "measure
          "load_image": "pipeline", "save_labels": "pipeline", "Image": "pipeline",
          "load_picture": "picture", "Picture": "picture",
          "overlay": "report", "overlay_color": "report", "write_png": "report",
-         "report_html": "report", "write_report": "report"}
+         "report_html": "report", "write_report": "report",
+         "diagnose": "clinical", "rules_list": "clinical", "rules_get": "clinical", "l3": "clinical"}
 
 
 def __getattr__(name):
