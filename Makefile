@@ -16,11 +16,18 @@ SAN ?=
 WARN := -Wall -Wextra -Werror
 CFLAGS_ALL := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden -fopenmp $(WARN) $(SAN) -D_GNU_SOURCE \
               -Iinclude -I. -I/usr/include/nifti $(CFLAGS)
-LIBS := -ldnnl -lnifti2 -lznz -lz -lpng -ljpeg -ljansson -ldl -lm -fopenmp
+# GDCM (DICOM, lib/io/dicom_gdcm.cpp, the one C++ file outside CUDA) is linked directly: docs/io.md "DICOM".
+GDCM_INC ?= $(firstword $(wildcard /usr/include/gdcm-3.*))
+GDCM_LIBS := -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lstdc++
+CXX ?= g++
+CXXFLAGS_ALL := -std=c++17 $(OPT) -g -fPIC -fvisibility=hidden -fvisibility-inlines-hidden $(WARN) $(SAN) -D_GNU_SOURCE \
+                -Iinclude -I. -I$(GDCM_INC) $(CXXFLAGS)
+LIBS := -ldnnl -lnifti2 -lznz -lz -lpng -ljpeg -ljansson $(GDCM_LIBS) -ldl -lm -fopenmp
 LDFLAGS_ALL := $(SAN) $(LDFLAGS)
 
 LIB_SRC := $(filter-out lib/cuda/%,$(wildcard lib/*/*.c))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_CXX_SRC := $(wildcard lib/io/*.cpp)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX_SRC:%.cpp=$(BUILD)/%.o)
 DEPS := $(LIB_OBJ:.o=.d)
 
 SO := lib/libsarco.so
@@ -47,8 +54,14 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
-$(OUT_SO): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libsarco.so.$(SOMAJOR) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_ALL) -MMD -MP -c $< -o $@
+
+# The version script keeps GDCM's inline and template code (default visibility in its headers) inside.
+$(OUT_SO): $(LIB_OBJ) tools/libsarco.map
+	$(CC) -shared -Wl,-soname,libsarco.so.$(SOMAJOR) -Wl,--no-undefined -Wl,--version-script=tools/libsarco.map \
+	    $(LDFLAGS_ALL) -o $@ $(LIB_OBJ) $(LIBS)
 ifeq ($(BUILD),build)
 	ln -sf libsarco.so.$(VERSION) lib/libsarco.so.$(SOMAJOR)
 	ln -sf libsarco.so.$(VERSION) $(SO)
