@@ -154,8 +154,12 @@ class TestDicomCli(unittest.TestCase):
         with tempfile.TemporaryDirectory() as t:
             ct = sarco.load_image(os.path.join(D, "series", "oblique"))
             nii = os.path.join(t, "ct.nii.gz")
-            from sarco.pipeline import save_image
-            save_image(nii, ct)
+            import ctypes
+            from sarco.pipeline import _so
+            so = _so()
+            so.sarco_image_write.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p]
+            st = ct._struct()
+            self.assertEqual(so.sarco_image_write(None, ctypes.byref(st), nii.encode()), 0)
             outs = {}
             for name, inp, extra in (("nifti", nii, []), ("dicom", os.path.join(D, "series", "oblique"), []),
                                      ("two", os.path.join(D, "series", "two"), ["--series", rows()[7][1]])):
@@ -164,7 +168,10 @@ class TestDicomCli(unittest.TestCase):
                 r = subprocess.run([cli, "segment", "--model", model, "--input", inp, "--output", lab, "--report", rep]
                                    + extra, capture_output=True, text=True)
                 self.assertEqual(r.returncode, 0, r.stderr)
-                outs[name] = (sarco.load_image(lab), json.load(open(rep)), open(rep).read())
+                with open(rep) as fh:
+                    text = fh.read()
+                outs[name] = (sarco.load_image(lab), json.loads(text), text)
+            self.assertGreater(int((outs["nifti"][0].data > 0).sum()), 0)  # not a trivially empty map
             for name in ("dicom", "two"):
                 np.testing.assert_array_equal(outs[name][0].data, outs["nifti"][0].data)
                 np.testing.assert_allclose(outs[name][0].affine, outs["nifti"][0].affine, atol=1e-5)
