@@ -91,6 +91,14 @@ static int long_vr(const unsigned char *vr) {
     return 0;
 }
 
+/* The VRs of PS3.5 6.2: anything else is a damaged header (GDCM asserts on some). */
+static int known_vr(const unsigned char *vr) {
+    static const char k[] = "AEASATCSDADSDTFLFDISLOLTOBODOFOLOVOWPNSHSLSQSSSTSVTMUCUIULUNURUSUTUV";
+    for (size_t i = 0; i + 1 < sizeof k; i += 2)
+        if (vr[0] == k[i] && vr[1] == k[i + 1]) return 1;
+    return 0;
+}
+
 static int walk_set(walker *w, uint64_t *at, uint64_t end, int depth, int until_item_end);
 
 /* Items of a sequence (or fragments of encapsulated pixel data) up to end or a sequence delimiter. */
@@ -136,7 +144,7 @@ static int walk_set(walker *w, uint64_t *at, uint64_t end, int depth, int until_
             sq = len == 0xffffffffu;
         } else {
             const unsigned char *vr = w->b + *at + 4;
-            if (vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z')
+            if (!known_vr(vr))
                 return snprintf(w->why, sizeof w->why, "no VR for (%04x,%04x) at byte %llu", g, e, (unsigned long long)*at), 0;
             if (long_vr(vr)) {
                 if (*at + 12 > end) return snprintf(w->why, sizeof w->why, "an element header past the end"), 0;
@@ -191,12 +199,16 @@ static int dcm_structure_ok(sarco_context *ctx, const char *path, char *why, siz
         goto done;
     }
     walker w = {buf, (uint64_t)sb.st_size, 0, 0, path, ""};
-    uint64_t at = 132, meta_end = 0;
+    uint64_t at = 132, meta_end = 0, group_end = 0;
     char ts[68] = "";
     /* File Meta: explicit VR little endian, group 0002 */
     while (at + 8 <= w.n && rd16(&w, at) == 0x0002) {
         uint32_t e = rd16(&w, at + 2), len;
         const unsigned char *vr = buf + at + 4;
+        if (!known_vr(vr)) {
+            snprintf(why, whyn, "the file meta element (0002,%04x) has no valid VR", e);
+            goto done;
+        }
         uint64_t hdr = long_vr(vr) ? 12 : 8;
         if (at + hdr > w.n) break;
         len = hdr == 12 ? rd32(&w, at + 8) : rd16(&w, at + 6);
@@ -205,11 +217,19 @@ static int dcm_structure_ok(sarco_context *ctx, const char *path, char *why, siz
             goto done;
         }
         if (e == 0x0010) snprintf(ts, sizeof ts, "%.*s", (int)(len < 64 ? len : 64), (const char *)buf + at + hdr);
+        if (e == 0x0000 && len == 4 && at == 132) group_end = at + hdr + 4 + rd32(&w, at + hdr);
         at += hdr + len;
         meta_end = at;
     }
-    if (!meta_end) {
-        snprintf(why, whyn, "no File Meta group after the DICM magic");
+    /* GDCM trusts the group length and asserts when the group is cut: both must agree */
+    if (!meta_end || !group_end || group_end != meta_end || !ts[0]) {
+        snprintf(why, whyn, "%s", !meta_end ? "no File Meta group after the DICM magic"
+                                 : !ts[0]  ? "no TransferSyntaxUID in the File Meta group"
+                                           : "the File Meta group's length does not match its elements (cut?)");
+        goto done;
+    }
+    if (at >= w.n) {
+        snprintf(why, whyn, "no data set after the File Meta group (truncated)");
         goto done;
     }
     for (char *p = ts + strlen(ts); p > ts && (p[-1] == ' ' || p[-1] == '\0');) *--p = '\0';
@@ -248,7 +268,8 @@ static sarco_status add_file(sarco_context *ctx, dcm_list *l, const char *path) 
     memset(f, 0, sizeof *f);
     char msg[1024] = "";
     if (!dcm_structure_ok(ctx, path, msg, sizeof msg))
-        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "%s: broken DICOM: %s", path, msg);
+        return sarco_fail(ctx, strstr(msg, "out of memory") ? SARCO_ERR_OUT_OF_MEMORY : SARCO_ERR_BAD_FORMAT,
+                          "%s: broken DICOM: %s", path, msg);
     int rc = sarco_dcm_read_header(path, &f->h, msg, sizeof msg);
     if (rc != SARCO_DCM_OK) return gdcm_status(ctx, rc, msg);
     if (!f->h.has_rows) { /* DICOMDIR, structured reports, presentation states: not images */

@@ -11,13 +11,13 @@
 #include <exception>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <sys/stat.h>
 
 #include <gdcmDataSet.h>
 #include <gdcmFile.h>
 #include <gdcmImage.h>
-#include <gdcmImageReader.h>
 #include <gdcmReader.h>
 #include <gdcmSequenceOfItems.h>
 #include <gdcmTrace.h>
@@ -219,36 +219,42 @@ int read_header(const char *path, sarco_dcm_header *h, char *msg, size_t n) {
     return SARCO_DCM_OK;
 }
 
-// Native YBR_FULL_422 (PS3.5 8.2.6: Y0 Y1 Cb Cr for each pair of pixels in a row), which GDCM passes
-// through as stored: expanded here to YBR_FULL, each pair sharing its chroma.
-int expand_422(const char *path, const gdcm::Image &img, int64_t rows, int64_t cols, int64_t frames,
+// The decoder. gdcm::ImageReader is not used: Debian's GDCM keeps its asserts, and its pixmap reader
+// asserts (aborts the process) on some malformed headers. Native pixel data is copied from the data
+// element here; compressed data goes through a gdcm::Image we fill from our own checked header,
+// whose GetBuffer runs the codec (JPEG, JPEG-LS, JPEG 2000, RLE).
+
+struct owned { // freed unless handed to the caller, also when GDCM throws
+    void *p = nullptr;
+    ~owned() { std::free(p); }
+};
+
+int fail(char *msg, size_t n, int rc, const char *path, const char *what) {
+    say(msg, n, "%s: %s", path, what);
+    return rc;
+}
+
+// Native YBR_FULL_422 (PS3.5 8.2.6: Y0 Y1 Cb Cr for each pair of pixels in a row), expanded to
+// YBR_FULL, each pair sharing its chroma.
+int expand_422(const char *path, const unsigned char *src, uint64_t avail, const sarco_dcm_header *h,
                sarco_dcm_pixels *out, char *msg, size_t n) {
-    const gdcm::ByteValue *bv = img.GetDataElement().GetByteValue();
-    const gdcm::PixelFormat &pf = img.GetPixelFormat();
-    if (pf.GetBitsAllocated() != 8 || pf.GetSamplesPerPixel() != 3 || cols % 2) {
-        say(msg, n, "%s: uncompressed YBR_FULL_422 is read with 8 bits and an even number of columns only", path);
-        return SARCO_DCM_UNSUPPORTED;
-    }
-    uint64_t pairs = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols / 2) * static_cast<uint64_t>(frames);
-    if (!bv || !bv->GetPointer() || bv->GetLength() < pairs * 4) {
-        say(msg, n, "%s: the pixel data is truncated", path);
-        return SARCO_DCM_BAD;
-    }
-    unsigned char *dst = static_cast<unsigned char *>(std::malloc(pairs * 6));
-    if (!dst) {
-        say(msg, n, "%s: out of memory for the pixel data", path);
-        return SARCO_DCM_NOMEM;
-    }
-    const unsigned char *src = reinterpret_cast<const unsigned char *>(bv->GetPointer());
+    if (h->bits_allocated != 8 || h->cols % 2)
+        return fail(msg, n, SARCO_DCM_UNSUPPORTED, path,
+                    "uncompressed YBR_FULL_422 is read with 8 bits and an even number of columns only");
+    uint64_t pairs = static_cast<uint64_t>(h->rows) * static_cast<uint64_t>(h->cols / 2) *
+                     static_cast<uint64_t>(h->frames);
+    if (avail < pairs * 4) return fail(msg, n, SARCO_DCM_BAD, path, "the pixel data is truncated");
+    owned dst;
+    if (!(dst.p = std::malloc(pairs * 6))) return fail(msg, n, SARCO_DCM_NOMEM, path, "out of memory for the pixel data");
+    unsigned char *d = static_cast<unsigned char *>(dst.p);
     for (uint64_t i = 0; i < pairs; i++) {
         const unsigned char *q = src + 4 * i;
-        unsigned char *d = dst + 6 * i;
-        d[0] = q[0], d[1] = q[2], d[2] = q[3];
-        d[3] = q[1], d[4] = q[2], d[5] = q[3];
+        d[6 * i] = q[0], d[6 * i + 1] = q[2], d[6 * i + 2] = q[3];
+        d[6 * i + 3] = q[1], d[6 * i + 4] = q[2], d[6 * i + 5] = q[3];
     }
-    out->data = dst;
+    out->data = dst.p;
+    dst.p = nullptr;
     out->bytes = pairs * 6;
-    out->rows = rows, out->cols = cols, out->frames = frames;
     out->spp = 3, out->bits_allocated = 8, out->planar = 0, out->pixel_rep = 0;
     copy(out->photometric, sizeof out->photometric, "YBR_FULL");
     return SARCO_DCM_OK;
@@ -256,161 +262,251 @@ int expand_422(const char *path, const gdcm::Image &img, int64_t rows, int64_t c
 
 // PALETTE COLOR through its three lookup tables, as pydicom's apply_color_lut: index - first mapped
 // clamped to the table, entries of 8 or 16 bits kept at that depth (GDCM's own filter keeps only the
-// high byte of 16-bit entries). Segmented palettes are not read.
-int apply_palette(const char *path, const gdcm::DataSet &ds, const gdcm::Image &img, int64_t rows, int64_t cols,
-                  int64_t frames, sarco_dcm_pixels *out, char *msg, size_t n) {
-    const gdcm::PixelFormat &pf = img.GetPixelFormat();
-    if (pf.GetSamplesPerPixel() != 1 || (pf.GetBitsAllocated() != 8 && pf.GetBitsAllocated() != 16)) {
-        say(msg, n, "%s: a palette image must have one 8- or 16-bit sample per pixel", path);
-        return SARCO_DCM_BAD;
-    }
-    if (ds.FindDataElement(gdcm::Tag(0x0028, 0x1221))) {
-        say(msg, n, "%s: segmented palette colour lookup tables are not read", path);
-        return SARCO_DCM_UNSUPPORTED;
-    }
+// high byte of 16-bit entries). Segmented palettes are not read. idx: the decoded indices.
+int apply_palette(const char *path, const gdcm::DataSet &ds, const sarco_dcm_header *h, const void *idx,
+                  sarco_dcm_pixels *out, char *msg, size_t n) {
+    if (h->spp != 1 || (h->bits_allocated != 8 && h->bits_allocated != 16))
+        return fail(msg, n, SARCO_DCM_BAD, path, "a palette image must have one 8- or 16-bit sample per pixel");
+    if (ds.FindDataElement(gdcm::Tag(0x0028, 0x1221)))
+        return fail(msg, n, SARCO_DCM_UNSUPPORTED, path, "segmented palette colour lookup tables are not read");
     int64_t entries[3], first[3], bits[3];
     std::string data[3];
     for (int c = 0; c < 3; c++) {
         std::string d = raw(ds, 0x0028, static_cast<uint16_t>(0x1101 + c));
-        if (d.size() != 6) {
-            say(msg, n, "%s: a palette lookup table descriptor is missing or malformed", path);
-            return SARCO_DCM_BAD;
-        }
+        if (d.size() != 6)
+            return fail(msg, n, SARCO_DCM_BAD, path, "a palette lookup table descriptor is missing or malformed");
         const unsigned char *b = reinterpret_cast<const unsigned char *>(d.data());
         entries[c] = b[0] | b[1] << 8;
         if (entries[c] == 0) entries[c] = 65536;
-        first[c] = b[2] | b[3] << 8; // US or SS: both read as 0..65535 here, as first mapped values are
+        first[c] = b[2] | b[3] << 8;
         bits[c] = b[4] | b[5] << 8;
         data[c] = raw(ds, 0x0028, static_cast<uint16_t>(0x1201 + c));
         if ((bits[c] != 8 && bits[c] != 16) || bits[c] != bits[0] ||
-            data[c].size() < static_cast<size_t>(entries[c]) * (bits[c] == 16 ? 2 : 1)) {
-            say(msg, n, "%s: a palette lookup table is shorter than its descriptor, or not 8/16-bit", path);
-            return SARCO_DCM_BAD;
-        }
+            data[c].size() < static_cast<size_t>(entries[c]) * (bits[c] == 16 ? 2 : 1))
+            return fail(msg, n, SARCO_DCM_BAD, path, "a palette lookup table is shorter than its descriptor, or not 8/16-bit");
     }
-    const int64_t bytes_out = bits[0] == 16 ? 2 : 1;
-    const uint64_t count = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols) * static_cast<uint64_t>(frames);
-    unsigned long len = img.GetBufferLength();
-    if (len < count * (pf.GetBitsAllocated() / 8)) {
-        say(msg, n, "%s: the pixel data is truncated", path);
-        return SARCO_DCM_BAD;
-    }
-    std::string idx(len, '\0');
-    if (!img.GetBuffer(&idx[0])) {
-        say(msg, n, "%s: the pixel data cannot be decoded (truncated or corrupt)", path);
-        return SARCO_DCM_BAD;
-    }
-    void *dst = std::malloc(count * 3 * bytes_out);
-    if (!dst) {
-        say(msg, n, "%s: out of memory for the pixel data", path);
-        return SARCO_DCM_NOMEM;
-    }
+    const uint64_t bytes_out = bits[0] == 16 ? 2 : 1;
+    const uint64_t count = static_cast<uint64_t>(h->rows) * static_cast<uint64_t>(h->cols) * static_cast<uint64_t>(h->frames);
+    owned dst;
+    if (!(dst.p = std::malloc(count * 3 * bytes_out))) return fail(msg, n, SARCO_DCM_NOMEM, path, "out of memory for the pixel data");
     for (uint64_t i = 0; i < count; i++) {
-        int64_t v = pf.GetBitsAllocated() == 16 ? reinterpret_cast<const uint16_t *>(idx.data())[i]
-                                                : static_cast<unsigned char>(idx[i]);
+        int64_t v = h->bits_allocated == 16 ? static_cast<const uint16_t *>(idx)[i] : static_cast<const unsigned char *>(idx)[i];
         for (int c = 0; c < 3; c++) {
             int64_t k = v - first[c];
             k = k < 0 ? 0 : k >= entries[c] ? entries[c] - 1 : k;
             if (bytes_out == 2) {
                 const unsigned char *e = reinterpret_cast<const unsigned char *>(data[c].data()) + 2 * k;
-                static_cast<uint16_t *>(dst)[3 * i + c] = static_cast<uint16_t>(e[0] | e[1] << 8);
+                static_cast<uint16_t *>(dst.p)[3 * i + c] = static_cast<uint16_t>(e[0] | e[1] << 8);
             } else {
-                static_cast<unsigned char *>(dst)[3 * i + c] = static_cast<unsigned char>(data[c][k]);
+                static_cast<unsigned char *>(dst.p)[3 * i + c] = static_cast<unsigned char>(data[c][k]);
             }
         }
     }
-    out->data = dst;
+    out->data = dst.p;
+    dst.p = nullptr;
     out->bytes = count * 3 * bytes_out;
-    out->rows = rows, out->cols = cols, out->frames = frames;
-    out->spp = 3, out->bits_allocated = 8 * bytes_out, out->planar = 0, out->pixel_rep = 0;
+    out->spp = 3, out->bits_allocated = static_cast<int64_t>(8 * bytes_out), out->planar = 0, out->pixel_rep = 0;
     copy(out->photometric, sizeof out->photometric, "RGB");
+    return SARCO_DCM_OK;
+}
+
+// RLE Lossless (PS3.5 Annex G), decoded here: GDCM 3.0.21's RLE codec reads out of bounds on damaged
+// streams (found by test_dicom's byte flips). One fragment per frame; each starts with a 64-byte
+// header (segment count, 15 offsets); segment k holds byte k of the samples, most significant first,
+// sample after sample, PackBits-coded. Output: planar (per frame: plane after plane), host order.
+int decode_rle(const char *path, const gdcm::SequenceOfFragments &sq, const sarco_dcm_header *h, void *dst, char *msg,
+               size_t n) {
+    const uint64_t bpp = static_cast<uint64_t>(h->bits_allocated / 8), plane = static_cast<uint64_t>(h->rows * h->cols);
+    const uint64_t nseg = static_cast<uint64_t>(h->spp) * bpp;
+    if (sq.GetNumberOfFragments() != static_cast<size_t>(h->frames))
+        return fail(msg, n, SARCO_DCM_BAD, path, "RLE: the number of fragments is not the number of frames");
+    std::vector<unsigned char> seg(plane);
+    for (int64_t fr = 0; fr < h->frames; fr++) {
+        const gdcm::ByteValue *bv = sq.GetFragment(static_cast<unsigned>(fr)).GetByteValue();
+        if (!bv || !bv->GetPointer() || bv->GetLength() < 64) return fail(msg, n, SARCO_DCM_BAD, path, "RLE: a frame without its header");
+        const unsigned char *b = reinterpret_cast<const unsigned char *>(bv->GetPointer());
+        const uint64_t len = bv->GetLength();
+        auto u32 = [b](uint64_t at) { return uint64_t(b[at]) | uint64_t(b[at + 1]) << 8 | uint64_t(b[at + 2]) << 16 | uint64_t(b[at + 3]) << 24; };
+        if (u32(0) != nseg) return fail(msg, n, SARCO_DCM_BAD, path, "RLE: the segment count does not match the pixel format");
+        for (uint64_t sgi = 0; sgi < nseg; sgi++) {
+            uint64_t at = u32(4 + 4 * sgi), end = sgi + 1 < nseg ? u32(8 + 4 * sgi) : len;
+            if (at < 64 || at > end || end > len) return fail(msg, n, SARCO_DCM_BAD, path, "RLE: a segment offset is out of the frame");
+            uint64_t o = 0;
+            while (o < plane && at < end) {
+                int c = static_cast<signed char>(b[at++]);
+                if (c >= 0) {
+                    uint64_t k = static_cast<uint64_t>(c) + 1;
+                    if (k > end - at || k > plane - o) return fail(msg, n, SARCO_DCM_BAD, path, "RLE: a literal run past its segment");
+                    std::memcpy(&seg[o], b + at, k);
+                    at += k, o += k;
+                } else if (c != -128) {
+                    uint64_t k = static_cast<uint64_t>(1 - c);
+                    if (at >= end || k > plane - o) return fail(msg, n, SARCO_DCM_BAD, path, "RLE: a repeat run past its segment");
+                    std::memset(&seg[o], b[at++], k);
+                    o += k;
+                }
+            }
+            if (o != plane) return fail(msg, n, SARCO_DCM_BAD, path, "RLE: a segment decodes to too few bytes (truncated)");
+            const uint64_t sample = sgi / bpp, byte = bpp - 1 - sgi % bpp; // little-endian byte index in the word
+            unsigned char *out = static_cast<unsigned char *>(dst) + (static_cast<uint64_t>(fr) * nseg / bpp * plane + sample * plane) * bpp;
+            for (uint64_t i = 0; i < plane; i++) out[i * bpp + byte] = seg[i];
+        }
+    }
+    return SARCO_DCM_OK;
+}
+
+// Before a codec runs: every fragment that starts a JPEG (SOI) or JPEG 2000 (SOC + SIZ) codestream
+// must declare the header's columns, rows, components and at most BitsAllocated bits. GDCM copies a
+// decoded image into a buffer sized from the DICOM header, and a codestream that says otherwise
+// corrupts the heap (found by test_dicom's byte flips on a JPEG 2000 file).
+int check_codestreams(const char *path, const gdcm::SequenceOfFragments &sq, const sarco_dcm_header *h, char *msg,
+                      size_t n) {
+    size_t nf = sq.GetNumberOfFragments(), starts = 0;
+    for (size_t i = 0; i < nf; i++) {
+        const gdcm::ByteValue *bv = sq.GetFragment(i).GetByteValue();
+        if (!bv || !bv->GetPointer()) continue;
+        const unsigned char *b = reinterpret_cast<const unsigned char *>(bv->GetPointer());
+        const uint64_t len = bv->GetLength();
+        auto be16 = [b](uint64_t at) { return uint64_t(b[at]) << 8 | b[at + 1]; };
+        auto be32 = [b](uint64_t at) { return uint64_t(b[at]) << 24 | uint64_t(b[at + 1]) << 16 | uint64_t(b[at + 2]) << 8 | b[at + 3]; };
+        uint64_t w = 0, hgt = 0, comps = 0, bits = 0;
+        bool found = false;
+        if (len >= 4 && b[0] == 0xff && b[1] == 0xd8) { // JPEG / JPEG-LS: walk markers to the SOF
+            uint64_t at = 2;
+            while (at + 4 <= len && b[at] == 0xff) {
+                unsigned m = b[at + 1];
+                if (m == 0xff) { at++; continue; }
+                uint64_t l = be16(at + 2);
+                bool sof = (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) || m == 0xf7;
+                if (sof) {
+                    if (at + 10 > len || l < 8) break;
+                    bits = b[at + 4], hgt = be16(at + 5), w = be16(at + 7), comps = b[at + 9];
+                    found = true;
+                    break;
+                }
+                if (m == 0xda || l < 2) break;
+                at += 2 + l;
+            }
+            if (!found) return fail(msg, n, SARCO_DCM_BAD, path, "a JPEG fragment without a frame header (SOF)");
+        } else if (len >= 4 && b[0] == 0xff && b[1] == 0x4f && b[2] == 0xff && b[3] == 0x51) { // J2K: SOC, SIZ
+            if (len < 4 + 38 + 3) return fail(msg, n, SARCO_DCM_BAD, path, "a JPEG 2000 SIZ marker past the fragment");
+            uint64_t xs = be32(8), ys = be32(12), xo = be32(16), yo = be32(20);
+            comps = be16(40);
+            if (xo > xs || yo > ys || len < 42 + 3 * comps) return fail(msg, n, SARCO_DCM_BAD, path, "a malformed JPEG 2000 SIZ marker");
+            w = xs - xo, hgt = ys - yo;
+            for (uint64_t c = 0; c < comps; c++) {
+                uint64_t sb = (b[42 + 3 * c] & 0x7f) + 1;
+                if (b[43 + 3 * c] != 1 || b[44 + 3 * c] != 1)
+                    return fail(msg, n, SARCO_DCM_UNSUPPORTED, path, "JPEG 2000 with subsampled components");
+                bits = sb > bits ? sb : bits;
+            }
+            found = true;
+        } else if (len >= 12 && !std::memcmp(b + 4, "jP  ", 4)) {
+            return fail(msg, n, SARCO_DCM_UNSUPPORTED, path, "JPEG 2000 in a JP2 file wrapper");
+        }
+        if (!found) continue; // a continuation fragment
+        starts++;
+        if (w != static_cast<uint64_t>(h->cols) || hgt != static_cast<uint64_t>(h->rows) ||
+            comps != static_cast<uint64_t>(h->spp) || bits < 2 || bits > static_cast<uint64_t>(h->bits_allocated))
+            return fail(msg, n, SARCO_DCM_BAD, path,
+                        "a compressed frame's size, components or bit depth differ from the DICOM header");
+    }
+    if (starts != static_cast<size_t>(h->frames))
+        return fail(msg, n, SARCO_DCM_BAD, path, "the number of compressed frames is not NumberOfFrames");
     return SARCO_DCM_OK;
 }
 
 int decode(const char *path, const sarco_dcm_header *h, uint64_t max_bytes, sarco_dcm_pixels *out, char *msg,
            size_t n) {
     std::memset(out, 0, sizeof *out);
-    gdcm::ImageReader r;
+    // what the header must say before any codec sees it (the C side checked rows, cols, frames, caps)
+    const bool palette = !std::strcmp(h->photometric, "PALETTE COLOR");
+    const bool ybr422 = !std::strcmp(h->photometric, "YBR_FULL_422");
+    gdcm::PhotometricInterpretation::PIType pit = gdcm::PhotometricInterpretation::GetPIType(h->photometric);
+    if (pit == gdcm::PhotometricInterpretation::UNKNOWN || pit == gdcm::PhotometricInterpretation::PI_END)
+        return fail(msg, n, SARCO_DCM_UNSUPPORTED, path, "an unknown PhotometricInterpretation");
+    if ((h->bits_allocated != 8 && h->bits_allocated != 16 && h->bits_allocated != 32) || h->bits_stored < 1 ||
+        h->bits_stored > h->bits_allocated || (h->high_bit >= 0 && h->high_bit != h->bits_stored - 1) ||
+        (h->pixel_rep != 0 && h->pixel_rep != 1) || (h->spp != 1 && h->spp != 3) ||
+        (h->spp == 3 && h->planar != 0 && h->planar != 1) ||
+        (gdcm::PhotometricInterpretation(pit).GetSamplesPerPixel() != static_cast<unsigned short>(h->spp)))
+        return fail(msg, n, SARCO_DCM_BAD, path,
+                    "inconsistent pixel description (BitsAllocated/BitsStored/HighBit/PixelRepresentation/"
+                    "SamplesPerPixel/PlanarConfiguration/PhotometricInterpretation)");
+    gdcm::Reader r;
     r.SetFileName(path);
-    if (!r.Read()) {
-        say(msg, n, "%s: GDCM cannot read the image (no pixel data, truncated, or an unknown encoding)", path);
-        return SARCO_DCM_BAD;
-    }
-    const gdcm::Image &img0 = r.GetImage();
-    const unsigned int *d = img0.GetDimensions();
-    unsigned nd = img0.GetNumberOfDimensions();
-    int64_t cols = d[0], rows = d[1], frames = nd >= 3 ? d[2] : 1;
-    if (rows != h->rows || cols != h->cols || frames != h->frames) {
-        say(msg, n, "%s: the image's dimensions changed between reads", path);
-        return SARCO_DCM_BAD;
-    }
-    const gdcm::Image *img = &img0;
-    if (img0.GetPhotometricInterpretation() == gdcm::PhotometricInterpretation::PALETTE_COLOR)
-        return apply_palette(path, r.GetFile().GetDataSet(), img0, rows, cols, frames, out, msg, n);
-    unsigned long len = img->GetBufferLength();
-    if (len == 0) {
-        say(msg, n, "%s: no pixel data", path);
-        return SARCO_DCM_BAD;
-    }
-    if (static_cast<uint64_t>(len) > max_bytes) {
-        say(msg, n, "%s: the decoded pixel data is past the cap", path);
-        return SARCO_DCM_BAD;
-    }
-    // Native (uncompressed) pixel data must hold what the header declares: GDCM zero-pads
-    // a short value, which would make a truncated file look whole.
-    int64_t bytes_per = (h->bits_allocated + 7) / 8;
-    if (h->native_avail >= 0 && bytes_per > 0) {
-        int64_t need = h->rows * h->cols * h->frames * h->spp * bytes_per;
-        if (h->bits_allocated == 1) need = (h->rows * h->cols * h->frames + 7) / 8;
-        if (!std::strcmp(h->photometric, "YBR_FULL_422")) need = need / 3 * 2;
-        if (h->native_avail < need) {
-            std::snprintf(msg, n, "%s: the pixel data is truncated (%lld bytes in the file, %lld declared)", path,
-                          (long long)(h->native_avail < 0 ? 0 : h->native_avail), (long long)need);
-            return SARCO_DCM_BAD;
+    if (!r.Read()) return fail(msg, n, SARCO_DCM_BAD, path, "GDCM cannot read the file (truncated or corrupt)");
+    const gdcm::File &f = r.GetFile();
+    const gdcm::DataSet &ds = f.GetDataSet();
+    const gdcm::TransferSyntax &ts = f.GetHeader().GetDataSetTransferSyntax();
+    gdcm::Tag pt(0x7fe0, 0x0010);
+    if (!ds.FindDataElement(pt) || ds.GetDataElement(pt).IsEmpty())
+        return fail(msg, n, SARCO_DCM_BAD, path, "no pixel data");
+    const gdcm::DataElement &pd = ds.GetDataElement(pt);
+    const uint64_t bpp = static_cast<uint64_t>(h->bits_allocated / 8);
+    const uint64_t samples = static_cast<uint64_t>(h->rows) * static_cast<uint64_t>(h->cols) *
+                             static_cast<uint64_t>(h->frames) * static_cast<uint64_t>(h->spp);
+    uint64_t need = samples * bpp;
+    if (need > max_bytes || need * (palette ? 3 : 1) > max_bytes)
+        return fail(msg, n, SARCO_DCM_BAD, path, "the decoded pixel data is past the cap");
+    out->rows = h->rows, out->cols = h->cols, out->frames = h->frames;
+    out->spp = h->spp, out->bits_allocated = h->bits_allocated, out->planar = h->planar < 0 ? 0 : h->planar;
+    out->pixel_rep = h->pixel_rep;
+    copy(out->photometric, sizeof out->photometric, h->photometric);
+    owned buf;
+    if (!ts.IsEncapsulated()) {
+        const gdcm::ByteValue *bv = pd.GetByteValue();
+        if (!bv || !bv->GetPointer()) return fail(msg, n, SARCO_DCM_BAD, path, "no pixel data");
+        const unsigned char *src = reinterpret_cast<const unsigned char *>(bv->GetPointer());
+        if (ybr422) return expand_422(path, src, bv->GetLength(), h, out, msg, n);
+        if (bv->GetLength() < need) return fail(msg, n, SARCO_DCM_BAD, path, "the pixel data is truncated");
+        if (!(buf.p = std::malloc(need))) return fail(msg, n, SARCO_DCM_NOMEM, path, "out of memory for the pixel data");
+        std::memcpy(buf.p, src, need);
+        // (GDCM has already turned Explicit VR Big Endian OW values into host order)
+    } else {
+        if (!pd.GetSequenceOfFragments()) return fail(msg, n, SARCO_DCM_BAD, path, "compressed pixel data without fragments");
+        if (ts == gdcm::TransferSyntax::RLELossless) {
+            if (ybr422) return fail(msg, n, SARCO_DCM_UNSUPPORTED, path, "RLE with YBR_FULL_422");
+            if (!(buf.p = std::malloc(need))) return fail(msg, n, SARCO_DCM_NOMEM, path, "out of memory for the pixel data");
+            int rc = decode_rle(path, *pd.GetSequenceOfFragments(), h, buf.p, msg, n);
+            if (rc != SARCO_DCM_OK) return rc;
+            out->planar = 1;
+            if (palette) return apply_palette(path, ds, h, buf.p, out, msg, n);
+            out->data = buf.p;
+            buf.p = nullptr;
+            out->bytes = need;
+            return SARCO_DCM_OK;
         }
+        if (int rc = check_codestreams(path, *pd.GetSequenceOfFragments(), h, msg, n)) return rc;
+        gdcm::Image img;
+        img.SetNumberOfDimensions(h->frames > 1 ? 3 : 2);
+        img.SetDimension(0, static_cast<unsigned>(h->cols));
+        img.SetDimension(1, static_cast<unsigned>(h->rows));
+        if (h->frames > 1) img.SetDimension(2, static_cast<unsigned>(h->frames));
+        img.SetPixelFormat(gdcm::PixelFormat(static_cast<unsigned short>(h->spp), static_cast<unsigned short>(h->bits_allocated),
+                                             static_cast<unsigned short>(h->bits_stored),
+                                             static_cast<unsigned short>(h->bits_stored - 1),
+                                             static_cast<unsigned short>(h->pixel_rep)));
+        img.SetPhotometricInterpretation(gdcm::PhotometricInterpretation(pit));
+        img.SetPlanarConfiguration(h->spp == 3 ? static_cast<unsigned>(out->planar) : 0);
+        img.SetTransferSyntax(ts);
+        img.SetDataElement(pd);
+        unsigned long len = img.GetBufferLength();
+        if (len != need && !(ybr422 && len == need)) return fail(msg, n, SARCO_DCM_BAD, path, "the image size does not match its header");
+        if (!(buf.p = std::malloc(len))) return fail(msg, n, SARCO_DCM_NOMEM, path, "out of memory for the pixel data");
+        if (!img.GetBuffer(static_cast<char *>(buf.p)))
+            return fail(msg, n, SARCO_DCM_BAD, path, "the compressed pixel data cannot be decoded (truncated or corrupt)");
+        const char *now = gdcm::PhotometricInterpretation::GetPIString(img.GetPhotometricInterpretation());
+        copy(out->photometric, sizeof out->photometric, now ? now : "");
+        out->planar = img.GetPlanarConfiguration();
     }
-    const gdcm::DataElement &pd = img->GetDataElement();
-    if (img == &img0 && !h->encapsulated &&
-        img0.GetPhotometricInterpretation() == gdcm::PhotometricInterpretation::YBR_FULL_422)
-        return expand_422(path, img0, rows, cols, frames, out, msg, n);
-    if (const gdcm::ByteValue *bv = pd.GetByteValue()) {
-        if (img == &img0 && bv->GetLength() < len) {
-            say(msg, n, "%s: the pixel data is truncated", path);
-            return SARCO_DCM_BAD;
-        }
-    } else if (!pd.GetSequenceOfFragments()) {
-        say(msg, n, "%s: no pixel data", path);
-        return SARCO_DCM_BAD;
-    }
-    struct owned { // freed unless handed to the caller, also when GDCM throws
-        void *p;
-        ~owned() { std::free(p); }
-    } buf{std::malloc(len)};
-    if (!buf.p) {
-        say(msg, n, "%s: out of memory for the pixel data", path);
-        return SARCO_DCM_NOMEM;
-    }
-    if (!img->GetBuffer(static_cast<char *>(buf.p))) {
-        say(msg, n, "%s: the pixel data cannot be decoded (truncated or corrupt)", path);
-        return SARCO_DCM_BAD;
-    }
-    const gdcm::PixelFormat &pf = img->GetPixelFormat();
-    out->data = buf.p;
-    buf.p = nullptr;
-    out->bytes = len;
-    out->rows = rows;
-    out->cols = cols;
-    out->frames = frames;
-    out->spp = pf.GetSamplesPerPixel();
-    out->bits_allocated = pf.GetBitsAllocated();
-    out->pixel_rep = pf.GetPixelRepresentation();
-    out->planar = img->GetPlanarConfiguration();
-    copy(out->photometric, sizeof out->photometric,
-         gdcm::PhotometricInterpretation::GetPIString(img->GetPhotometricInterpretation()) ?
-             gdcm::PhotometricInterpretation::GetPIString(img->GetPhotometricInterpretation()) : "");
+    if (palette) return apply_palette(path, ds, h, buf.p, out, msg, n);
     std::string p = out->photometric;
     while (!p.empty() && p.back() == ' ') p.pop_back();
     copy(out->photometric, sizeof out->photometric, p);
+    out->data = buf.p;
+    buf.p = nullptr;
+    out->bytes = need;
     return SARCO_DCM_OK;
 }
 
