@@ -127,6 +127,22 @@ test-asan: setup
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    tools/run_tests.sh build-asan/test $(TEST_SRC:test/%.c=build-asan/test/%)
 
+# libFuzzer on the DICOM reader (test/fuzz/fuzz_dicom.c): the library rebuilt with clang, ASan and
+# UBSan in build-fuzz/, seeds from test/data/dicom, FUZZ_SECONDS of fuzzing (default 120). Needs
+# Debian's clang and libclang-rt-dev (libFuzzer). Crashes land in build-fuzz/crashes/.
+FUZZ_SECONDS ?= 120
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+.PHONY: fuzz-dicom
+fuzz-dicom:
+	$(MAKE) BUILD=build-fuzz CC=clang CXX=clang++ OPT="-O1 -g" CFLAGS=-Wno-pass-failed SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	    build-fuzz/libsarco.a
+	clang -std=c11 -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer -Iinclude -o build-fuzz/fuzz_dicom test/fuzz/fuzz_dicom.c \
+	    build-fuzz/libsarco.a $(LIBS)
+	@mkdir -p build-fuzz/corpus build-fuzz/crashes
+	find test/data/dicom -type f \( -name '*.dcm' -o -name 'IM*' \) -size -64k -exec cp {} build-fuzz/corpus/ \; 2>/dev/null || true
+	ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz_dicom -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	    -rss_limit_mb=2048 -artifact_prefix=build-fuzz/crashes/ build-fuzz/corpus
+
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include/sarco $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/sarco/sarco.h $(DESTDIR)$(PREFIX)/include/sarco/
@@ -139,6 +155,6 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/sarco.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sarco.pc
 
 clean:
-	rm -rf build build-asan lib/libsarco.so* lib/libsarco.a lib/libsarco_cuda.so
+	rm -rf build build-asan build-fuzz lib/libsarco.so* lib/libsarco.a lib/libsarco_cuda.so
 
 -include $(DEPS)

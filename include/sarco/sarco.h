@@ -438,7 +438,7 @@ typedef struct sarco_picture {
 #define SARCO_PICTURE_FORMAT_NIFTI 3
 #define SARCO_PICTURE_FORMAT_DICOM 4   /* grey 1 or RGB 3 channels (YBR and palette as RGB), one frame */
 
-/* Reads a PNG, a JPEG or a 2D NIfTI file (told by content, checked as sarco_image_read checks it)
+/* Reads a PNG, a JPEG, a 2D NIfTI or a single-frame DICOM file (told by content, checked as sarco_image_read checks it)
  * with its channels as stored. Spacing: PNG pHYs in metres; JPEG JFIF density in dots per inch or
  * per cm, except the 72 and 96 dpi that writers put in by default; NIfTI pixdim. Otherwise 0 with
  * SARCO_IMAGE_NO_SPACING: the caller supplies it, it is never assumed. A 3D NIfTI (nz > 1) is
