@@ -21,7 +21,7 @@ GDCM_INC ?= $(firstword $(wildcard /usr/include/gdcm-3.*))
 GDCM_LIBS := -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lstdc++
 CXX ?= g++
 CXXFLAGS_ALL := -std=c++17 $(OPT) -g -fPIC -fvisibility=hidden -fvisibility-inlines-hidden $(WARN) $(SAN) -D_GNU_SOURCE \
-                -Iinclude -I. -I$(GDCM_INC) $(CXXFLAGS)
+                -Iinclude -I. -isystem $(GDCM_INC) $(CXXFLAGS)
 LIBS := -ldnnl -lnifti2 -lznz -lz -lpng -ljpeg -ljansson $(GDCM_LIBS) -ldl -lm -fopenmp
 LDFLAGS_ALL := $(SAN) $(LDFLAGS)
 
@@ -136,11 +136,11 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 fuzz-dicom:
 	$(MAKE) BUILD=build-fuzz CC=clang CXX=clang++ OPT="-O1 -g" CFLAGS=-Wno-pass-failed SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
 	    build-fuzz/libsarco.a
-	clang -std=c11 -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer -Iinclude -o build-fuzz/fuzz_dicom test/fuzz/fuzz_dicom.c \
-	    build-fuzz/libsarco.a $(LIBS)
+	clang -std=c11 -O1 -g $(WARN) $(FUZZ_SAN) -fsanitize=fuzzer -Iinclude -c -o build-fuzz/fuzz_dicom.o test/fuzz/fuzz_dicom.c
+	clang++ $(FUZZ_SAN) -fsanitize=fuzzer -o build-fuzz/fuzz_dicom build-fuzz/fuzz_dicom.o build-fuzz/libsarco.a $(LIBS)
 	@mkdir -p build-fuzz/corpus build-fuzz/crashes
 	find test/data/dicom -type f \( -name '*.dcm' -o -name 'IM*' \) -size -64k -exec cp {} build-fuzz/corpus/ \; 2>/dev/null || true
-	ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz_dicom -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64 LSAN_OPTIONS=suppressions=test/fuzz/lsan.supp build-fuzz/fuzz_dicom -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 	    -rss_limit_mb=2048 -artifact_prefix=build-fuzz/crashes/ build-fuzz/corpus
 
 install: lib

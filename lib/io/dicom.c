@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <zlib.h>
+
 #include "dicom_gdcm.h"
 #include "imageio.h"
 
@@ -181,7 +183,8 @@ static int dcm_structure_ok(sarco_context *ctx, const char *path, char *why, siz
     FILE *fp = fopen(path, "rb");
     if (!fp) return snprintf(why, whyn, "cannot open: %s", strerror(errno)), 0;
     struct stat sb;
-    unsigned char *buf = NULL;
+    unsigned char *buf = NULL, *infl = NULL;
+    uint64_t infl_cap = 0;
     if (fstat(fileno(fp), &sb) != 0 || sb.st_size < 132) {
         snprintf(why, whyn, "too short for DICOM");
         goto done;
@@ -233,18 +236,60 @@ static int dcm_structure_ok(sarco_context *ctx, const char *path, char *why, siz
         goto done;
     }
     for (char *p = ts + strlen(ts); p > ts && (p[-1] == ' ' || p[-1] == '\0');) *--p = '\0';
-    if (!strcmp(ts, "1.2.840.10008.1.2.1.99")) { /* deflated: GDCM inflates; not walked */
+    /* the transfer syntaxes read (GDCM guesses at others, differently from this walk) */
+    static const char *const known_ts[] = {
+        "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
+        "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.5"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof known_ts / sizeof *known_ts; i++) known |= !strcmp(ts, known_ts[i]);
+    if (!known) {
+        snprintf(why, whyn, "transfer syntax %s is not read (UNSUPPORTED)", ts);
+        goto done;
+    }
+    w.implicit = !strcmp(ts, "1.2.840.10008.1.2");
+    w.big = !strcmp(ts, "1.2.840.10008.1.2.2");
+    if (!strcmp(ts, "1.2.840.10008.1.2.1.99")) { /* deflated: inflate (raw deflate) what follows the meta group */
+        uint64_t cap = (uint64_t)1 << 30, got = 0;
+        infl_cap = SARCO_INFLATE_BOUND(w.n - at) < cap ? SARCO_INFLATE_BOUND(w.n - at) : cap;
+        if (!(infl = sarco_ctx_malloc(ctx, (size_t)infl_cap, "dicom inflate"))) {
+            snprintf(why, whyn, "out of memory for the inflated data set");
+            goto done;
+        }
+        z_stream z;
+        memset(&z, 0, sizeof z);
+        if (inflateInit2(&z, -15) != Z_OK) {
+            snprintf(why, whyn, "zlib failed");
+            goto done;
+        }
+        z.next_in = buf + at;
+        z.avail_in = (uInt)(w.n - at > UINT32_MAX ? UINT32_MAX : w.n - at);
+        z.next_out = infl;
+        z.avail_out = (uInt)infl_cap;
+        int zr = inflate(&z, Z_FINISH);
+        got = z.total_out;
+        inflateEnd(&z);
+        if (zr != Z_STREAM_END) {
+            snprintf(why, whyn, "the deflated data set is corrupt or truncated");
+            goto done;
+        }
+        walker d = {infl, got, 0, 0, path, ""};
+        uint64_t at2 = 0;
+        if (!walk_set(&d, &at2, d.n, 0, 0)) {
+            snprintf(why, whyn, "%s (inflated data set)", d.why);
+            goto done;
+        }
         ok = 1;
         goto done;
     }
-    w.implicit = !strcmp(ts, "1.2.840.10008.1.2") || !ts[0];
-    w.big = !strcmp(ts, "1.2.840.10008.1.2.2");
     if (!walk_set(&w, &at, w.n, 0, 0)) {
         snprintf(why, whyn, "%s", w.why);
         goto done;
     }
     ok = 1;
 done:
+    if (infl) sarco_ctx_free(ctx, infl, (size_t)infl_cap);
     if (buf) sarco_ctx_free(ctx, buf, (size_t)sb.st_size);
     fclose(fp);
     return ok;
@@ -268,7 +313,8 @@ static sarco_status add_file(sarco_context *ctx, dcm_list *l, const char *path) 
     memset(f, 0, sizeof *f);
     char msg[1024] = "";
     if (!dcm_structure_ok(ctx, path, msg, sizeof msg))
-        return sarco_fail(ctx, strstr(msg, "out of memory") ? SARCO_ERR_OUT_OF_MEMORY : SARCO_ERR_BAD_FORMAT,
+        return sarco_fail(ctx, strstr(msg, "out of memory") ? SARCO_ERR_OUT_OF_MEMORY :
+                               strstr(msg, "(UNSUPPORTED)") ? SARCO_ERR_UNSUPPORTED : SARCO_ERR_BAD_FORMAT,
                           "%s: broken DICOM: %s", path, msg);
     int rc = sarco_dcm_read_header(path, &f->h, msg, sizeof msg);
     if (rc != SARCO_DCM_OK) return gdcm_status(ctx, rc, msg);
