@@ -178,8 +178,12 @@ def pixel_reference(path):
 
 
 def main():
+    readme = (OUT / "README.md").read_text() if (OUT / "README.md").exists() else None
     if OUT.exists():
         shutil.rmtree(OUT)
+    if readme:
+        OUT.mkdir(parents=True)
+        (OUT / "README.md").write_text(readme)
     (OUT / "series").mkdir(parents=True)
     ser = OUT / "series"
     expected = {}
@@ -231,7 +235,7 @@ def main():
     manifest.append(("series/duplicate", 4, "two slices at the same position"))
     (ser / "empty").mkdir()
     (ser / "empty" / "readme.txt").write_text("not DICOM\n")
-    manifest.append(("series/empty", 4, "no DICOM image found"))
+    manifest.append(("series/empty", 3, "a folder with no DICOM image"))
 
     # ultrasound files
     us = OUT / "us"

@@ -801,8 +801,9 @@ static sarco_status read_series(sarco_context *ctx, const char *where, dcm_file 
 /* Which series to read: series_uid, or the only one there is; otherwise a list of them. */
 static sarco_status pick_series(sarco_context *ctx, const char *where, dcm_list *l, const char *uid, size_t *first,
                                 size_t *count) {
-    if (l->n == 0)
-        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "%s: no DICOM image found (%zu other files)", where, l->skipped);
+    if (l->n == 0) /* IO, as any folder given where a file was expected */
+        return sarco_fail(ctx, SARCO_ERR_IO, "%s: not a regular file, and a folder with no DICOM image (%zu other files)",
+                          where, l->skipped);
     /* stable partition: the chosen series' files first, in walk order */
     const char *want = uid && *uid ? uid : l->v[0].h.series_uid;
     size_t k = 0;
@@ -853,8 +854,8 @@ sarco_status sarco_dicom_read(sarco_context *ctx, const char *path, const char *
     sarco_status s;
     if (S_ISDIR(sb.st_mode)) {
         if (mode != SARCO_READ_IMAGE) {
-            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: a folder is read as a series (sarco_image_read), "
-                                                               "not as a %s", path,
+            return sarco_fail(ctx, SARCO_ERR_IO, "%s: not a regular file (a folder is read as a DICOM series by "
+                                                 "sarco_image_read, not as a %s)", path,
                               mode == SARCO_READ_LABELS ? "label map" : "picture");
         }
         s = walk(ctx, &l, path, 0);
