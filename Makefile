@@ -125,6 +125,7 @@ test-asan: setup
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	    build-asan/sarco $(TEST_SRC:test/%.c=build-asan/test/%)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/test/fuzz/lsan.supp \
 	    tools/run_tests.sh build-asan/test $(TEST_SRC:test/%.c=build-asan/test/%)
 
 # libFuzzer on the DICOM reader (test/fuzz/fuzz_dicom.c): the library rebuilt with clang, ASan and
