@@ -17,7 +17,8 @@ static const char *SEG_USAGE =
     "writes the labels on the input's grid and prints a JSON report (or writes it to --report).\n"
     "\n"
     "  --model M            libsarco model file (.safetensors with sarco.config)\n"
-    "  --input CT           NIfTI (.nii/.nii.gz) or PNG image\n"
+    "  --input CT           NIfTI (.nii/.nii.gz), PNG, JPEG, a DICOM file or a folder with a DICOM series\n"
+    "  --series UID         the SeriesInstanceUID to read when the --input folder holds several\n"
     "  --output LABELS      label map to write (.nii or .nii.gz)\n"
     "  --report R.json      write the JSON report there instead of stdout\n"
     "  --backend B          auto (default), cpu or cuda\n"
@@ -121,8 +122,14 @@ static void write_report(FILE *f, const char *model_path, const sarco_model *mod
         }
         fputs(r < 3 ? "], " : "]]", f);
     }
-    fprintf(f, ", \"nan_voxels\": %lld, \"units_assumed_mm\": %s},\n", (long long)ct->nan_count,
+    fprintf(f, ", \"nan_voxels\": %lld, \"units_assumed_mm\": %s", (long long)ct->nan_count,
             (ct->flags & SARCO_IMAGE_UNITS_ASSUMED_MM) ? "true" : "false");
+    json_t *dj = cli_dicom_json(ct); /* series UID, description, slices, spacing used; no patient data */
+    char *dtext = dj ? json_dumps(dj, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    if (dtext) fprintf(f, ", \"dicom\": %s", dtext);
+    free(dtext);
+    json_decref(dj);
+    fputs("},\n", f);
     fputs("  \"output\": ", f);
     jstr(f, output);
     fputs(",\n  \"model\": {\"path\": ", f);
@@ -191,6 +198,7 @@ static int parse_double(const char *s, double *out) {
 
 int cmd_segment(int argc, char **argv) {
     const char *model_path = NULL, *input = NULL, *output = NULL, *report = NULL, *overlay = NULL, *html = NULL;
+    const char *series = NULL;
     sarco_context_options co;
     sarco_context_options_init(&co);
     sarco_segment_options so;
@@ -212,6 +220,8 @@ int cmd_segment(int argc, char **argv) {
             model_path = v;
         else if (!strcmp(a, "--input"))
             input = v;
+        else if (!strcmp(a, "--series"))
+            series = v;
         else if (!strcmp(a, "--output"))
             output = v;
         else if (!strcmp(a, "--report"))
@@ -284,7 +294,7 @@ int cmd_segment(int argc, char **argv) {
     uint16_t *labels = NULL;
     sarco_volume_report *vr = NULL;
     int rc = CLI_OK;
-    if ((s = sarco_image_read(ctx, input, &ct)) != SARCO_OK) goto fail;
+    if ((s = cli_image_read(ctx, input, series, &ct)) != SARCO_OK) goto fail;
     if ((s = sarco_model_load(ctx, model_path, &model)) != SARCO_OK) goto fail;
     double t_loaded = seconds();
     size_t n = (size_t)(ct->dims[0] * ct->dims[1] * (ct->ndim > 2 ? ct->dims[2] : 1));

@@ -33,11 +33,37 @@ class _NiftiGeometry(_c.Structure):
     ]
 
 
+class _DicomInfo(_c.Structure):  # sarco_dicom_info
+    _fields_ = [
+        ("series_uid", _c.c_char * 68), ("series_description", _c.c_char * 68), ("modality", _c.c_char * 20),
+        ("transfer_syntax", _c.c_char * 68), ("photometric", _c.c_char * 20), ("files", _c.c_int64),
+        ("frames", _c.c_int64), ("slice_spacing", _c.c_double), ("largest_gap", _c.c_double),
+        ("gap_tolerance", _c.c_double), ("spacing_source", _c.c_int), ("rescale_slope", _c.c_double),
+        ("rescale_intercept", _c.c_double),
+    ]
+
+
+_SPACING_SOURCES = {0: None, 1: "PixelSpacing", 2: "ultrasound regions"}
+
+
+def _dicom_dict(ptr):
+    """sarco_dicom_info as a dict (None when the image did not come from DICOM)."""
+    if not ptr:
+        return None
+    d = ptr.contents
+    out = {f: getattr(d, f) for f, _ in _DicomInfo._fields_}
+    for k, v in out.items():
+        if isinstance(v, bytes):
+            out[k] = v.decode("utf-8", "replace")
+    out["spacing_source"] = _SPACING_SOURCES.get(d.spacing_source)
+    return out
+
+
 class _Image(_c.Structure):  # sarco_image
     _fields_ = [
         ("ndim", _c.c_int), ("dims", _c.c_int64 * 3), ("spacing", _c.c_double * 3),
         ("affine", (_c.c_double * 4) * 4), ("data", _c.POINTER(_c.c_float)), ("nan_count", _c.c_int64),
-        ("flags", _c.c_uint32), ("nifti", _NiftiGeometry),
+        ("flags", _c.c_uint32), ("nifti", _NiftiGeometry), ("dicom", _c.POINTER(_DicomInfo)),
     ]
 
 
@@ -90,6 +116,7 @@ def _so():
         U16 = _c.POINTER(_c.c_uint16)
         protos = {
             "sarco_image_read": (_c.c_int, [_P, _c.c_char_p, _c.POINTER(_c.POINTER(_Image))]),
+            "sarco_image_read_series": (_c.c_int, [_P, _c.c_char_p, _c.c_char_p, _c.POINTER(_c.POINTER(_Image))]),
             "sarco_image_free": (None, [_c.POINTER(_Image)]),
             "sarco_labels_write": (_c.c_int, [_P, _c.POINTER(_Image), U16, _c.c_int, _c.c_char_p]),
             "sarco_sliding_window_shape": (_c.c_int, [_P, _P, _c.c_int, I64, _c.POINTER(_WindowOptions), I64]),
@@ -130,6 +157,7 @@ class Image:
         self._geometry = _geometry
         self.flags = int(flags)
         self.nan_count = int(nan_count)
+        self.dicom = None  # what a DICOM read used (sarco_dicom_info as a dict)
 
     @property
     def ndim(self):
@@ -179,14 +207,20 @@ def _context(context):
     return Context(backend="cpu"), True
 
 
-def load_image(path, context=None):
-    """Reads a NIfTI (.nii/.nii.gz) or PNG image with libsarco's validating reader -> Image."""
+def load_image(path, context=None, series=None):
+    """Reads a NIfTI (.nii/.nii.gz), PNG, JPEG or DICOM image (a DICOM file, or a folder holding a
+    series; series= picks one SeriesInstanceUID) with libsarco's validating reader -> Image. A DICOM
+    image carries .dicom (series UID, description, files, spacing used; never patient data)."""
     so = _so()
     ctx, own = _context(context)
     try:
         p = _c.POINTER(_Image)()
         with ctx.lock:
-            check(so.sarco_image_read(ctx.handle, str(path).encode(), _c.byref(p)), ctx)
+            if series is None:
+                check(so.sarco_image_read(ctx.handle, str(path).encode(), _c.byref(p)), ctx)
+            else:
+                check(so.sarco_image_read_series(ctx.handle, str(path).encode(), str(series).encode(),
+                                                 _c.byref(p)), ctx)
         try:
             im = p.contents
             nd = im.ndim
@@ -198,7 +232,9 @@ def load_image(path, context=None):
             _c.memmove(_c.byref(geom), _c.byref(im.nifti), _c.sizeof(_NiftiGeometry))
             affine = np.array([[im.affine[r][c] for c in range(4)] for r in range(4)])
             spacing = [im.spacing[i] for i in range(nd)]
-            return Image(data, spacing, affine, geom, im.flags, im.nan_count)
+            out = Image(data, spacing, affine, geom, im.flags, im.nan_count)
+            out.dicom = _dicom_dict(im.dicom)
+            return out
         finally:
             so.sarco_image_free(p)
     finally:
