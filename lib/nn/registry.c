@@ -4,10 +4,14 @@
 
 #include "arch.h"
 
-extern const sarco_arch sarco_arch_unetr; /* unetr.c */
+extern const sarco_arch sarco_arch_unetr;         /* unetr.c */
+extern const sarco_arch sarco_arch_convnext_tiny; /* convnext.c */
+extern const sarco_arch sarco_arch_swin_t;        /* swin.c */
 
 static const sarco_arch *const archs[] = {
     &sarco_arch_unetr,
+    &sarco_arch_convnext_tiny,
+    &sarco_arch_swin_t,
     NULL, /* end */
 };
 

@@ -148,7 +148,7 @@ def convert(arch, kwargs, state_dict, out, extra_config=None, reader="auto"):
     out is then left as it was."""
     mod = archs.get(arch)
     kw = mod.normalize_kwargs(kwargs)
-    config = _config_json(arch, kw, extra_config)
+    _config_json(arch, kw, extra_config)  # a bad --config fails before the checkpoint is read
     if isinstance(state_dict, Mapping):
         obj, used = state_dict, "given"
     else:
@@ -184,6 +184,7 @@ def convert(arch, kwargs, state_dict, out, extra_config=None, reader="auto"):
         except ValueError as e:
             raise ConvertError(f"{name}: {e}") from None
     mod.check_tensors(kw, {n: tuple(a.shape) for n, a in kept.items()})
+    config = _config_json(arch, kw, extra_config)  # after the check, which may read kwargs from shapes
 
     try:
         safetensors.write(out, kept, {"sarco.config": config, "format": "pt"})

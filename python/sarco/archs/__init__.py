@@ -9,12 +9,13 @@ Adding one is a new module here plus one line in REGISTRY. A module provides:
                               shown equal to one of its possible originals)
     check_tensors(kwargs, shapes)
                               raises ConvertError when tensor shapes ({name: shape}, after the
-                              drops) contradict the kwargs
+                              drops) contradict the kwargs; may fill kwargs read from the shapes
+                              (a replaced classifier head's num_classes) before the config is written
 """
-from . import monai_unetr, nnunet_plainconvunet
+from . import monai_unetr, nnunet_plainconvunet, torchvision_convnext, torchvision_swin
 from ._common import ConvertError
 
-REGISTRY = {m.NAME: m for m in (monai_unetr, nnunet_plainconvunet)}
+REGISTRY = {m.NAME: m for m in (monai_unetr, nnunet_plainconvunet, torchvision_convnext, torchvision_swin)}
 
 __all__ = ["ConvertError", "REGISTRY", "get", "names"]
 

@@ -1,0 +1,401 @@
+/* torchvision Swin-T (torchvision/models/swin_transformer.py, swin_t: v1 blocks), eval mode.
+ *
+ *   features.0   Conv2d(3, 96, k 4, s 4, bias) (.0) -> Permute to (N, H, W, C) -> LayerNorm(96) (.2)
+ *   features.1   2 x SwinTransformerBlock(96, heads 3)     features.2  PatchMerging(96)
+ *   features.3   2 x SwinTransformerBlock(192, heads 6)    features.4  PatchMerging(192)
+ *   features.5   6 x SwinTransformerBlock(384, heads 12)   features.6  PatchMerging(384)
+ *   features.7   2 x SwinTransformerBlock(768, heads 24)
+ *   norm LayerNorm(768) -> permute -> AdaptiveAvgPool2d(1) -> flatten -> head Linear(768, classes)
+ * Every LayerNorm has eps 1e-5; window 7x7; block i of a stage shifts by 3 when i is odd.
+ *
+ * SwinTransformerBlock: x = x + attn(norm1 x); x = x + mlp(norm2 x), mlp = Linear(C, 4C) (mlp.0) -> GELU
+ * (exact) -> Linear(4C, C) (mlp.3); dropout and stochastic depth are identities. The attention
+ * (shifted_window_attention): pad the normed map with zeros on the right/bottom to window multiples; set an
+ * axis's shift to 0 when the window covers its padded size; roll by -shift; cut into windows; qkv =
+ * Linear(C, 3C) laid out (3, heads, dh) per token; q scaled by dh^-0.5; scores + relative_position_bias_table
+ * [relative_position_index] + (with a shift) the -100 mask between roll regions; softmax; x V; proj
+ * Linear(C, C); windows back, roll by +shift, crop. The zero padding tokens take part as keys and values
+ * (their k and v are the qkv bias), exactly as in torchvision. PatchMerging: zero-pad to even H, W, concat
+ * x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2] -> LayerNorm(4C) (.norm) -> Linear(4C, 2C, no
+ * bias) (.reduction). The window ops are kernels/swin_hd.h (ops.h: sarco_swin_desc).
+ *
+ * The Grad-CAM target is the output of the final `norm`, (N, h, w, 768) channels-last (ws.feat): the
+ * gradient of a logit then crosses only avgpool and head, the same head machinery as the CNNs. timm-style
+ * recipes hook layers[-1].blocks[-1].norm1 instead; in torchvision's module tree that LayerNorm's output
+ * feeds the last block's attention and the block adds it to its residual, so its gradient would have to
+ * cross a whole attention + MLP block (not a head op); the final norm is the last map-shaped activation
+ * whose gradient needs only head ops.
+ *
+ * Any input size with H, W >= 4 (the patch conv floors; later stages pad). in_channels 3; num_classes from
+ * the head's weight shape. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/swin_hd.h"
+#include "nnw.h"
+
+#define SWIN_STAGES 4
+#define SWIN_MAX_DEPTH 6
+#define SWIN_WIN 7
+#define SWIN_SHIFT 3 /* window // 2 */
+#define SWIN_EPS 1e-5f
+#define SWIN_TABLE ((2 * SWIN_WIN - 1) * (2 * SWIN_WIN - 1))
+static const int64_t swin_dims[SWIN_STAGES] = {96, 192, 384, 768};
+static const int64_t swin_depths[SWIN_STAGES] = {2, 2, 6, 2};
+static const int64_t swin_heads[SWIN_STAGES] = {3, 6, 12, 24};
+
+#define TRY(expr)                              \
+    do {                                       \
+        sarco_status try_s_ = (expr);          \
+        if (try_s_ != SARCO_OK) return try_s_; \
+    } while (0)
+
+typedef struct swin_block {
+    float *n1_g, *n1_b, *n2_g, *n2_b;
+    sarco_linear *qkv, *proj, *fc1, *fc2; /* fc1 carries the GELU */
+    float *table;                         /* (169, heads) relative position bias */
+} swin_block;
+
+typedef struct swin_ws {
+    int64_t n, h, w; /* 0: not allocated */
+    float *x;        /* (N, H, W, 3) */
+    float *cur, *t;  /* (N, h, w, C) residual stream and normed map; t also holds the merged (N, h/2, w/2, 4C) */
+    float *win;      /* (N nW, L, C) windows, later the proj output */
+    float *qkv;      /* (N nW, L, 3C) */
+    float *att;      /* (N nW, heads, L, L) scores, then probabilities */
+    float *heads;    /* (N nW, L, C) attention output before proj */
+    float *mlp;      /* (N, h, w, 4C) */
+    float *feat;     /* (N, h4, w4, 768): the final norm's output, the Grad-CAM target */
+    float *pooled;   /* (N, 768) */
+    float *logits;   /* (N, classes) */
+} swin_ws;
+
+typedef struct swin {
+    int64_t classes;
+    sarco_conv *embed;
+    float *embed_g, *embed_b;
+    swin_block blk[SWIN_STAGES][SWIN_MAX_DEPTH];
+    float *mg_g[SWIN_STAGES - 1], *mg_b[SWIN_STAGES - 1];
+    sarco_linear *mg[SWIN_STAGES - 1];
+    float *norm_g, *norm_b;
+    sarco_linear *head;
+    swin_ws ws;
+} swin;
+
+/* the map size of stage s: the patch conv floors, each merge pads to even and halves */
+static void stage_size(int64_t H, int64_t W, int s, int64_t *h, int64_t *w) {
+    *h = H / 4;
+    *w = W / 4;
+    for (int i = 0; i < s; i++) {
+        *h = (*h + 1) / 2;
+        *w = (*w + 1) / 2;
+    }
+}
+
+static int64_t padded(int64_t x) { return (x + SWIN_WIN - 1) / SWIN_WIN * SWIN_WIN; }
+
+/* ================================================================================================
+ * forward
+ * ================================================================================================ */
+
+/* Window attention of one block on the normed map t (N, h, w, C), added onto cur (N, h, w, C). */
+static sarco_status attention_forward(sarco_backend *be, swin *m, const swin_block *k, int64_t n, int64_t h,
+                                      int64_t w, int64_t C, int64_t heads, int shifted) {
+    const sarco_backend_ops *op = be->ops;
+    swin_ws *ws = &m->ws;
+    /* torchvision: no shift on an axis whose padded size the window already covers */
+    const sarco_swin_desc d = {.n = n, .h = h, .w = w, .c = C, .win = {SWIN_WIN, SWIN_WIN},
+                               .shift = {shifted && SWIN_WIN < padded(h) ? SWIN_SHIFT : 0,
+                                         shifted && SWIN_WIN < padded(w) ? SWIN_SHIFT : 0}};
+    const int64_t L = SWIN_WIN * SWIN_WIN, nb = n * (padded(h) / SWIN_WIN) * (padded(w) / SWIN_WIN);
+    const int64_t dh = C / heads;
+    TRY(op->swin_partition(be, &d, ws->t, ws->win));                  /* pad, roll, windows */
+    TRY(op->linear_run(be, k->qkv, nb * L, ws->win, NULL, ws->qkv)); /* (nb, L, 3C) = (3, heads, dh) per token */
+    for (int64_t hd = 0; hd < heads; hd++) {
+        /* scores[b, hd] (L, L) = dh^-0.5 Q K^T, Q(i, p) = qkv[b, i, hd dh + p], K^T(p, j) = qkv[b, j, C + hd dh + p] */
+        const sarco_gemm_desc qk = {.batch = nb, .m = L, .n = L, .k = dh,
+                                    .a_bs = L * 3 * C, .a_rs = 3 * C, .a_cs = 1,
+                                    .b_bs = L * 3 * C, .b_rs = 1, .b_cs = 3 * C,
+                                    .c_bs = heads * L * L, .c_rs = L,
+                                    .alpha = (float)(1.0 / sqrt((double)dh)), .beta = 0.0f};
+        TRY(op->gemm(be, &qk, ws->qkv + hd * dh, ws->qkv + C + hd * dh, ws->att + hd * L * L));
+    }
+    TRY(op->swin_attn_softmax(be, &d, heads, k->table, ws->att)); /* + bias + mask, softmax */
+    for (int64_t hd = 0; hd < heads; hd++) {
+        /* out[b, i, hd dh + j] = sum_p P[b, hd](i, p) V(p, j), V(p, j) = qkv[b, p, 2C + hd dh + j] */
+        const sarco_gemm_desc pv = {.batch = nb, .m = L, .n = dh, .k = L,
+                                    .a_bs = heads * L * L, .a_rs = L, .a_cs = 1,
+                                    .b_bs = L * 3 * C, .b_rs = 3 * C, .b_cs = 1,
+                                    .c_bs = L * C, .c_rs = C,
+                                    .alpha = 1.0f, .beta = 0.0f};
+        TRY(op->gemm(be, &pv, ws->att + hd * L * L, ws->qkv + 2 * C + hd * dh, ws->heads + hd * dh));
+    }
+    TRY(op->linear_run(be, k->proj, nb * L, ws->heads, NULL, ws->win));
+    return op->swin_reverse(be, &d, ws->win, ws->cur, ws->cur); /* windows back, roll back, crop, + x */
+}
+
+static sarco_status workspace(sarco_context *ctx, swin *m, int64_t n, int64_t H, int64_t W);
+
+/* features + final norm: x (N, 3, H, W) PyTorch layout -> ws.feat (N, h, w, 768) channels-last */
+static sarco_status swin_features(sarco_context *ctx, swin *m, int64_t n, int64_t H, int64_t W, const float *x) {
+    sarco_backend *be = ctx->be;
+    const sarco_backend_ops *op = be->ops;
+    TRY(workspace(ctx, m, n, H, W));
+    swin_ws *ws = &m->ws;
+    TRY(op->to_cl(be, n, 3, H * W, x, ws->x));
+    int64_t sp[3] = {H, W, 1}, h, w;
+    TRY(op->conv_run(be, m->embed, n, sp, ws->x, NULL, ws->t)); /* (N, H/4, W/4, 96) */
+    stage_size(H, W, 0, &h, &w);
+    TRY(op->layernorm(be, n * h * w, swin_dims[0], ws->t, m->embed_g, m->embed_b, SWIN_EPS, ws->cur));
+    for (int s = 0; s < SWIN_STAGES; s++) {
+        const int64_t C = swin_dims[s], rows = n * h * w;
+        for (int b = 0; b < swin_depths[s]; b++) {
+            const swin_block *k = &m->blk[s][b];
+            TRY(op->layernorm(be, rows, C, ws->cur, k->n1_g, k->n1_b, SWIN_EPS, ws->t));         /* norm1 */
+            TRY(attention_forward(be, m, k, n, h, w, C, swin_heads[s], b % 2 == 1));          /* x + attn */
+            TRY(op->layernorm(be, rows, C, ws->cur, k->n2_g, k->n2_b, SWIN_EPS, ws->t));         /* norm2 */
+            TRY(op->linear_run(be, k->fc1, rows, ws->t, NULL, ws->mlp));                      /* gelu(mlp.0) */
+            TRY(op->linear_run(be, k->fc2, rows, ws->mlp, ws->cur, ws->cur));                 /* x + mlp.3 */
+        }
+        if (s + 1 < SWIN_STAGES) { /* PatchMerging: gather (pad to even) -> LayerNorm(4C) -> Linear(4C, 2C) */
+            TRY(op->patch_merge(be, n, h, w, C, ws->cur, ws->t));
+            h = (h + 1) / 2;
+            w = (w + 1) / 2;
+            TRY(op->layernorm(be, n * h * w, 4 * C, ws->t, m->mg_g[s], m->mg_b[s], SWIN_EPS, ws->t));
+            TRY(op->linear_run(be, m->mg[s], n * h * w, ws->t, NULL, ws->cur));
+        }
+    }
+    return op->layernorm(be, n * h * w, swin_dims[3], ws->cur, m->norm_g, m->norm_b, SWIN_EPS, ws->feat); /* norm */
+}
+
+/* head: ws.feat -> permute (a no-op channels-last) -> avgpool -> flatten -> Linear -> ws.logits */
+static sarco_status swin_head(sarco_context *ctx, swin *m, int64_t n, int64_t H, int64_t W) {
+    sarco_backend *be = ctx->be;
+    int64_t sp[3] = {1, 1, 1};
+    stage_size(H, W, 3, &sp[0], &sp[1]);
+    const sarco_pool_desc gap = {.nsp = 2, .kind = SARCO_POOL_AVG, .k = {sp[0], sp[1], 1}, .stride = {1, 1, 1}};
+    TRY(be->ops->pool(be, &gap, n, swin_dims[3], sp, m->ws.feat, m->ws.pooled));
+    return be->ops->linear_run(be, m->head, n, m->ws.pooled, NULL, m->ws.logits);
+}
+
+/* x (N, 3, H, W) -> y (N, classes, 1, 1), backend memory */
+static sarco_status swin_forward(sarco_context *ctx, void *state, int ndim, const int64_t *in, const float *x,
+                                 float *y) {
+    swin *m = state;
+    (void)ndim; /* checked by output_shape */
+    TRY(swin_features(ctx, m, in[0], in[2], in[3], x));
+    TRY(swin_head(ctx, m, in[0], in[2], in[3]));
+    return ctx->be->ops->copy(ctx->be, y, m->ws.logits, (size_t)(in[0] * m->classes) * sizeof(float));
+}
+
+/* ================================================================================================
+ * workspace
+ * ================================================================================================ */
+
+static void ws_free(sarco_backend *be, swin_ws *w) {
+    float **all[] = {&w->x, &w->cur, &w->t, &w->win, &w->qkv, &w->att, &w->heads, &w->mlp, &w->feat, &w->pooled,
+                     &w->logits};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (*all[i] && be) be->ops->free(be, *all[i]);
+        *all[i] = NULL;
+    }
+    w->n = w->h = w->w = 0;
+}
+
+static void ws_buf(sarco_context *ctx, int64_t count, float **p, sarco_status *s) {
+    if (*s != SARCO_OK) return;
+    void *q = NULL;
+    *s = ctx->be->ops->alloc(ctx->be, (size_t)(count ? count : 1) * sizeof(float), &q);
+    *p = q;
+}
+
+static sarco_status workspace(sarco_context *ctx, swin *m, int64_t n, int64_t H, int64_t W) {
+    swin_ws *ws = &m->ws;
+    if (ws->n == n && ws->h == H && ws->w == W) return SARCO_OK;
+    ws_free(ctx->be, ws);
+    /* per image: the largest map (a stage's, or a merge's 4C gather), padded window matrix and score set
+     * (sizes are capped by output_shape, so nothing overflows) */
+    int64_t map = 0, win = 0, att = 0, h, w;
+    for (int s = 0; s < SWIN_STAGES; s++) {
+        stage_size(H, W, s, &h, &w);
+        const int64_t C = swin_dims[s], nw = padded(h) / SWIN_WIN * (padded(w) / SWIN_WIN);
+        if (h * w * C > map) map = h * w * C;
+        if (s + 1 < SWIN_STAGES && (h + 1) / 2 * ((w + 1) / 2) * 4 * C > map) map = (h + 1) / 2 * ((w + 1) / 2) * 4 * C;
+        if (padded(h) * padded(w) * C > win) win = padded(h) * padded(w) * C;
+        if (nw * swin_heads[s] * SWIN_WIN * SWIN_WIN * SWIN_WIN * SWIN_WIN > att)
+            att = nw * swin_heads[s] * SWIN_WIN * SWIN_WIN * SWIN_WIN * SWIN_WIN;
+    }
+    stage_size(H, W, 3, &h, &w);
+    sarco_status s = SARCO_OK;
+    ws_buf(ctx, n * H * W * 3, &ws->x, &s);
+    ws_buf(ctx, n * map, &ws->cur, &s);
+    ws_buf(ctx, n * map, &ws->t, &s);
+    ws_buf(ctx, n * win, &ws->win, &s);
+    ws_buf(ctx, 3 * n * win, &ws->qkv, &s);
+    ws_buf(ctx, n * att, &ws->att, &s);
+    ws_buf(ctx, n * win, &ws->heads, &s);
+    ws_buf(ctx, 4 * n * map, &ws->mlp, &s);
+    ws_buf(ctx, n * h * w * swin_dims[3], &ws->feat, &s);
+    ws_buf(ctx, n * swin_dims[3], &ws->pooled, &s);
+    ws_buf(ctx, n * m->classes, &ws->logits, &s);
+    if (s != SARCO_OK) {
+        ws_free(ctx->be, ws);
+        return s;
+    }
+    ws->n = n;
+    ws->h = H;
+    ws->w = W;
+    return SARCO_OK;
+}
+
+/* ================================================================================================
+ * weights: torchvision's state_dict names
+ * ================================================================================================ */
+
+static void walk(nnw *w, swin *m) {
+    sarco_nnw_conv2d(w, &m->embed, 3, swin_dims[0], 4, 4, 0, 1, 1, "features.0.0");
+    sarco_nnw_norm(w, &m->embed_g, &m->embed_b, swin_dims[0], "features.0.2");
+    for (int s = 0; s < SWIN_STAGES; s++) {
+        const int64_t C = swin_dims[s];
+        const int f = 1 + 2 * s;
+        for (int b = 0; b < swin_depths[s]; b++) {
+            swin_block *k = &m->blk[s][b];
+            sarco_nnw_norm(w, &k->n1_g, &k->n1_b, C, "features.%d.%d.norm1", f, b);
+            sarco_nnw_linear(w, &k->qkv, C, 3 * C, 1, SARCO_ACT_NONE, NULL, "features.%d.%d.attn.qkv", f, b);
+            sarco_nnw_linear(w, &k->proj, C, C, 1, SARCO_ACT_NONE, NULL, "features.%d.%d.attn.proj", f, b);
+            sarco_nnw_param(w, &k->table, SARCO_SHAPE(SWIN_TABLE, swin_heads[s]),
+                            "features.%d.%d.attn.relative_position_bias_table", f, b);
+            sarco_nnw_norm(w, &k->n2_g, &k->n2_b, C, "features.%d.%d.norm2", f, b);
+            sarco_nnw_linear(w, &k->fc1, C, 4 * C, 1, SARCO_ACT_GELU, NULL, "features.%d.%d.mlp.0", f, b);
+            sarco_nnw_linear(w, &k->fc2, 4 * C, C, 1, SARCO_ACT_NONE, NULL, "features.%d.%d.mlp.3", f, b);
+        }
+        if (s + 1 < SWIN_STAGES) {
+            sarco_nnw_norm(w, &m->mg_g[s], &m->mg_b[s], 4 * C, "features.%d.norm", f + 1);
+            sarco_nnw_linear(w, &m->mg[s], 4 * C, 2 * C, 0, SARCO_ACT_NONE, NULL, "features.%d.reduction", f + 1);
+        }
+    }
+    sarco_nnw_norm(w, &m->norm_g, &m->norm_b, swin_dims[3], "norm");
+    sarco_nnw_linear(w, &m->head, swin_dims[3], m->classes, 1, SARCO_ACT_NONE, NULL, "head");
+}
+
+/* The relative_position_index buffers torchvision stores are fixed by the window size: where a file has
+ * them they must hold torchvision's index (the one kernels/swin_hd.h computes), else the file is refused. */
+static sarco_status check_rel_index(sarco_context *ctx, const sarco_st_file *st) {
+    const int64_t L = SWIN_WIN * SWIN_WIN;
+    const sarco_swin_desc d = {.n = 1, .h = SWIN_WIN, .w = SWIN_WIN, .c = 1, .win = {SWIN_WIN, SWIN_WIN}};
+    for (size_t i = 0; i < st->count; i++) {
+        const sarco_st_tensor *t = &st->tensors[i];
+        const char *suffix = ".attn.relative_position_index";
+        const size_t ln = strlen(t->name), ls = strlen(suffix);
+        if (ln < ls || strcmp(t->name + ln - ls, suffix) != 0) continue;
+        if (t->ndim != 1 || t->shape[0] != L * L)
+            return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "Swin: %s must have shape (%lld), the 7x7 window's index",
+                              t->name, (long long)(L * L));
+        float *v = sarco_ctx_malloc(ctx, (size_t)(L * L) * sizeof(float), t->name);
+        if (!v) return SARCO_ERR_OUT_OF_MEMORY;
+        sarco_st_to_f32(st, t, v);
+        int64_t bad = -1;
+        for (int64_t q = 0; q < L * L && bad < 0; q++)
+            if (v[q] != (float)sarco_hd_swin_rel_index(&d, q / L, q % L)) bad = q;
+        sarco_ctx_free(ctx, v, (size_t)(L * L) * sizeof(float));
+        if (bad >= 0)
+            return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT,
+                              "Swin: %s differs from torchvision's relative position index at entry %lld", t->name,
+                              (long long)bad);
+    }
+    return SARCO_OK;
+}
+
+/* ================================================================================================
+ * the sarco_arch interface
+ * ================================================================================================ */
+
+static void swin_free(sarco_context *ctx, void *state) {
+    swin *m = state;
+    if (!m) return;
+    nnw w = {.pass = NNW_FREE, .ctx = ctx, .arch = "Swin"};
+    walk(&w, m);
+    ws_free(ctx->be, &m->ws);
+    free(m);
+}
+
+/* torchvision.models.swin_t(weights=None, progress=True, num_classes=1000, dropout=0.0, attention_dropout=0.0,
+ * stochastic_depth_prob=0.2, mlp_ratio=4.0): only num_classes changes the tensors, read from the head. */
+static sarco_status parse_kwargs(sarco_context *ctx, const json_t *kw, const sarco_st_file *st, swin *m) {
+    static const char *const known[] = {"num_classes", "stochastic_depth_prob", "dropout", "attention_dropout",
+                                        "weights", "progress", NULL};
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)kw, key, val) {
+        int ok = 0;
+        for (int i = 0; known[i] && !ok; i++) ok = strcmp(key, known[i]) == 0;
+        if (!ok) return sarco_fail(ctx, SARCO_ERR_UNSUPPORTED, "Swin: unknown kwarg \"%s\"", key);
+    }
+    const json_t *wt = json_object_get(kw, "weights");
+    if (wt && !json_is_null(wt))
+        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "Swin: kwarg weights must be null (the file holds them)");
+    const sarco_st_tensor *head = sarco_st_find(st, "head.weight");
+    if (!head || head->ndim != 2 || head->shape[0] < 1 || head->shape[0] > (1 << 20))
+        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "Swin: the head head.weight is missing or not a (classes, 768) matrix");
+    m->classes = head->shape[0];
+    const json_t *nc = json_object_get(kw, "num_classes");
+    if (nc && (!json_is_integer(nc) || json_integer_value(nc) != m->classes))
+        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "Swin: kwarg num_classes does not match head.weight (%lld rows)",
+                          (long long)m->classes);
+    return SARCO_OK;
+}
+
+static sarco_status swin_load(sarco_context *ctx, const json_t *kwargs, const sarco_st_file *st, void **state) {
+    *state = NULL;
+    swin *m = calloc(1, sizeof *m);
+    if (!m) return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "Swin: out of memory");
+    sarco_status s = parse_kwargs(ctx, kwargs, st, m);
+    if (s == SARCO_OK) s = check_rel_index(ctx, st);
+    if (s != SARCO_OK) {
+        free(m);
+        return s;
+    }
+    sarco_wlist list = {0};
+    nnw w = {.pass = NNW_LIST, .ctx = ctx, .arch = "Swin", .list = &list};
+    walk(&w, m);
+    static const char *const ignore[] = {"features.*.attn.relative_position_index", NULL}; /* checked above */
+    s = list.oom ? sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "Swin: out of memory listing the weights")
+                 : sarco_weights_check(ctx, st, &list, ignore);
+    sarco_wlist_free(&list);
+    if (s != SARCO_OK) {
+        free(m);
+        return s;
+    }
+    w = (nnw){.pass = NNW_LOAD, .ctx = ctx, .arch = "Swin", .st = st, .s = SARCO_OK};
+    walk(&w, m);
+    if (w.s != SARCO_OK) {
+        swin_free(ctx, m);
+        return w.s;
+    }
+    *state = m;
+    return SARCO_OK;
+}
+
+static sarco_status swin_output_shape(sarco_context *ctx, const void *state, int ndim, const int64_t *in,
+                                      int64_t *out) {
+    const swin *m = state;
+    if (ndim != 4 || in[1] != 3 || in[2] < 4 || in[3] < 4 || in[2] > 16384 || in[3] > 16384)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
+                          "Swin: the input must be (N, 3, H, W) with 4 <= H, W <= 16384 (got %d-D, %lld channels, "
+                          "%lld x %lld)",
+                          ndim, (long long)in[1], ndim > 2 ? (long long)in[2] : 0LL, ndim > 3 ? (long long)in[3] : 0LL);
+    out[0] = in[0];
+    out[1] = m->classes;
+    out[2] = out[3] = 1;
+    return SARCO_OK;
+}
+
+SARCO_INTERNAL const sarco_arch sarco_arch_swin_t = {
+    .name = "torchvision.swin_t",
+    .load = swin_load,
+    .output_shape = swin_output_shape,
+    .forward = swin_forward,
+    .free = swin_free,
+};
