@@ -49,4 +49,24 @@ SARCO_HD float sarco_hd_pool1(const sarco_pool_desc *d, const int64_t *in, int64
     return div > 0 ? sum / (float)div : 0.0f;
 }
 
+/* Adaptive average pooling (PyTorch adaptive_avg_pool2d): output o of `out` along an axis of `in`
+ * averages the input window [floor(o in / out), ceil((o + 1) in / out)). Windows overlap when in is not
+ * a multiple of out, and repeat inputs when out > in (VGG's 7x7 from a smaller map). */
+SARCO_HD void sarco_hd_adaptive_window(int64_t o, int64_t in, int64_t out, int64_t *lo, int64_t *hi) {
+    *lo = (o * in) / out;
+    *hi = ((o + 1) * in + out - 1) / out;
+}
+
+/* One output (oy, ox, ch) of an (ih, iw, C) channels-last sample x pooled to (oh, ow). */
+SARCO_HD float sarco_hd_adaptive_avg1(const float *x, int64_t ih, int64_t iw, int64_t c, int64_t oh, int64_t ow,
+                                      int64_t oy, int64_t ox, int64_t ch) {
+    int64_t y0, y1, x0, x1;
+    sarco_hd_adaptive_window(oy, ih, oh, &y0, &y1);
+    sarco_hd_adaptive_window(ox, iw, ow, &x0, &x1);
+    float sum = 0.0f;
+    for (int64_t a = y0; a < y1; a++)
+        for (int64_t b = x0; b < x1; b++) sum += x[(a * iw + b) * c + ch];
+    return sum / (float)((y1 - y0) * (x1 - x0));
+}
+
 #endif

@@ -13,7 +13,7 @@
  *   layernorm, instnorm, affine         1e-11      fp32 normalise of double statistics
  *     ... on data with mean/std ~ 1e5   1e-3       the fp32 mean itself is off by ~3e-5 (as in PyTorch)
  *   act, softmax                        1e-11      float libm / expf against double
- *   binary, avg pool                    1e-12      one or a few fp32 roundings
+ *   binary, avg pool, adaptive avg pool 1e-12      one or a few fp32 roundings
  *   window_accumulate                   1e-12      one product and one add per window against double;
  *                                                  also bit-exact against the float loop (MONAI's order)
  *   argmax_labels                       exact      labels (torch.argmax ties and NaN)
@@ -1231,6 +1231,69 @@ static void test_pool(void **state) {
               V3(3, 4, 5));
 }
 
+/* ---- adaptive average pooling ---------------------------------------------------------- */
+
+typedef struct apool_case {
+    int64_t n, c, in[2], out[2];
+    const float *x;
+    size_t nx, ny;
+} apool_case;
+
+static void apool_on(T *t, sarco_backend *be, const void *arg, float *out) {
+    const apool_case *c = arg;
+    float *x = dnew(t, be, c->x, c->nx), *y = dnew(t, be, NULL, c->ny);
+    if (be->ops->adaptive_avg_pool2d(be, c->n, c->c, c->in, c->out, x, y) != SARCO_OK)
+        fail_msg("adaptive_avg_pool2d: %s", sarco_last_error(t->ctx));
+    dget(t, y, out, "adaptive_avg_pool2d");
+}
+
+/* PyTorch adaptive_avg_pool2d on (N, C, H, W): output (i, j) averages rows [floor(i H / oh),
+ * ceil((i + 1) H / oh)) and columns likewise, written here with real-valued floor/ceil */
+static void apool_test(T *t, const char *label, int64_t n, int64_t c, int64_t ih, int64_t iw, int64_t oh, int64_t ow) {
+    apool_case pc = {.n = n, .c = c, .in = {ih, iw}, .out = {oh, ow}};
+    pc.nx = (size_t)(n * c * ih * iw);
+    pc.ny = (size_t)(n * c * oh * ow);
+    float *x = rnd(t, pc.nx, 1, 0), *x_cl = falloc(pc.nx);
+    double *ref = dalloc(pc.ny), *ref_cl = dalloc(pc.ny);
+    for (int64_t b = 0; b < n * c; b++)
+        for (int64_t i = 0; i < oh; i++)
+            for (int64_t j = 0; j < ow; j++) {
+                const int64_t r0 = (int64_t)floor((double)(i * ih) / (double)oh);
+                const int64_t r1 = (int64_t)ceil((double)((i + 1) * ih) / (double)oh);
+                const int64_t c0 = (int64_t)floor((double)(j * iw) / (double)ow);
+                const int64_t c1 = (int64_t)ceil((double)((j + 1) * iw) / (double)ow);
+                double sum = 0;
+                for (int64_t r = r0; r < r1; r++)
+                    for (int64_t q = c0; q < c1; q++) sum += x[b * ih * iw + r * iw + q];
+                ref[(b * oh + i) * ow + j] = sum / (double)((r1 - r0) * (c1 - c0));
+            }
+    nc_to_cl(x, n, c, ih * iw, x_cl);
+    nc_to_cl_d(ref, n, c, oh * ow, ref_cl);
+    pc.x = x_cl;
+    run_check(t, OP_POOL, label, apool_on, &pc, ref_cl, pc.ny, TOL_AVGPOOL);
+    free(x);
+    free(x_cl);
+    free(ref);
+    free(ref_cl);
+}
+
+static void test_adaptive_pool(void **state) {
+    T *t = *state;
+    apool_test(t, "adaptive avg 3x3 -> 7x7 (VGG at 112: windows repeat)", 2, 5, 3, 3, 7, 7);
+    apool_test(t, "adaptive avg 2x2 -> 7x7 (VGG at 84)", 1, 4, 2, 2, 7, 7);
+    apool_test(t, "adaptive avg 7x7 -> 7x7 (identity)", 1, 3, 7, 7, 7, 7);
+    apool_test(t, "adaptive avg 10x9 -> 7x7 (overlapping windows)", 2, 6, 10, 9, 7, 7);
+    apool_test(t, "adaptive avg 5x11 -> 3x2 (non-square)", 1, 3, 5, 11, 3, 2);
+    apool_test(t, "adaptive avg 6x4 -> 1x1 (global)", 2, 17, 6, 4, 1, 1);
+    /* bad sizes are refused */
+    sarco_backend *be = t->be;
+    float *x = dnew(t, be, NULL, 16), *y = dnew(t, be, NULL, 16);
+    sarco_clear_error(t->ctx);
+    assert_int_equal(be->ops->adaptive_avg_pool2d(be, 1, 1, V2(4, 0), V2(2, 2), x, y), SARCO_ERR_INVALID_ARGUMENT);
+    assert_int_equal(be->ops->adaptive_avg_pool2d(be, 1, 1, V2(4, 4), V2(2, 2), x, x), SARCO_ERR_INVALID_ARGUMENT);
+    dfree_all(t, "adaptive errors");
+}
+
 /* ---- PyTorch / MONAI results (test/gen_ops_reference.py) -------------------------------- */
 
 #define OPS_DATA "test/data/ops/"
@@ -1617,7 +1680,8 @@ static void test_table(void **state) {
                          (const void *)o->instnorm, (const void *)o->channel_affine, (const void *)o->act,
                          (const void *)o->binary, (const void *)o->softmax, (const void *)o->concat,
                          (const void *)o->to_cl, (const void *)o->from_cl, (const void *)o->patchify,
-                         (const void *)o->unpatchify, (const void *)o->pool, (const void *)o->window_accumulate,
+                         (const void *)o->unpatchify, (const void *)o->pool, (const void *)o->adaptive_avg_pool2d,
+                         (const void *)o->window_accumulate,
                          (const void *)o->argmax_labels, (const void *)o->edt_axis, (const void *)o->label_stats,
                          (const void *)o->swin_partition, (const void *)o->swin_reverse,
                          (const void *)o->swin_attn_softmax, (const void *)o->patch_merge, (const void *)o->destroy};
@@ -1974,8 +2038,8 @@ static int teardown(void **state) {
         cmocka_unit_test(test_layernorm), cmocka_unit_test(test_instnorm), cmocka_unit_test(test_channel_affine),  \
         cmocka_unit_test(test_act), cmocka_unit_test(test_binary), cmocka_unit_test(test_softmax),                 \
         cmocka_unit_test(test_concat), cmocka_unit_test(test_layout), cmocka_unit_test(test_patchify),             \
-        cmocka_unit_test(test_pool), cmocka_unit_test(test_window_accumulate), cmocka_unit_test(test_argmax_labels), \
-        cmocka_unit_test(test_torch_reference), cmocka_unit_test(test_swin)
+        cmocka_unit_test(test_pool), cmocka_unit_test(test_adaptive_pool), cmocka_unit_test(test_window_accumulate), \
+        cmocka_unit_test(test_argmax_labels), cmocka_unit_test(test_torch_reference), cmocka_unit_test(test_swin)
 
 int main(void) {
     const struct CMUnitTest tests[] = {TESTS};

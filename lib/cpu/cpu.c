@@ -466,6 +466,24 @@ static sarco_status cpu_pool(sarco_backend *be, const sarco_pool_desc *d, int64_
     return SARCO_OK;
 }
 
+static sarco_status cpu_adaptive_avg_pool2d(sarco_backend *be, int64_t n, int64_t c, const int64_t *in,
+                                            const int64_t *out, const float *x, float *y) {
+    if (!in || !out) return BAD(be, "adaptive_avg_pool2d: NULL sizes");
+    if (n < 0 || c < 1 || in[0] < 1 || in[1] < 1 || out[0] < 1 || out[1] < 1)
+        return BAD(be, "adaptive_avg_pool2d: n=%lld c=%lld in %lldx%lld out %lldx%lld", (long long)n, (long long)c,
+                   (long long)in[0], (long long)in[1], (long long)out[0], (long long)out[1]);
+    if (n && (!x || !y || x == y)) return BAD(be, "adaptive_avg_pool2d: NULL or aliased buffers");
+    const int64_t items = n * out[0] * out[1], sample = in[0] * in[1] * c;
+#pragma omp parallel for num_threads(sarco_cpu_of(be)->threads) schedule(static) if (items * c >= SARCO_CPU_PAR_MIN / 4)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t b = it / (out[0] * out[1]), r = it % (out[0] * out[1]);
+        for (int64_t ch = 0; ch < c; ch++)
+            y[it * c + ch] = sarco_hd_adaptive_avg1(x + b * sample, in[0], in[1], c, out[0], out[1], r / out[1],
+                                                    r % out[1], ch);
+    }
+    return SARCO_OK;
+}
+
 /* ---- sliding window -------------------------------------------------------------------- */
 
 static sarco_status cpu_window_accumulate(sarco_backend *be, const sarco_window_desc *d, const float *y,
@@ -692,6 +710,7 @@ static const sarco_backend_ops cpu_ops = {
     .patchify = cpu_patchify,
     .unpatchify = cpu_unpatchify,
     .pool = cpu_pool,
+    .adaptive_avg_pool2d = cpu_adaptive_avg_pool2d,
     .window_accumulate = cpu_window_accumulate,
     .argmax_labels = cpu_argmax_labels,
     .edt_axis = cpu_edt_axis,

@@ -195,6 +195,7 @@ static const sarco_backend_ops cuda_ops = {
     .patchify = sarco_cu_patchify,
     .unpatchify = sarco_cu_unpatchify,
     .pool = sarco_cu_pool,
+    .adaptive_avg_pool2d = sarco_cu_adaptive_avg_pool2d,
     .window_accumulate = sarco_cu_window_accumulate,
     .argmax_labels = sarco_cu_argmax_labels,
     .edt_axis = sarco_cu_edt_axis,

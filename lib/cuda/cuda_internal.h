@@ -122,6 +122,8 @@ SARCO_INTERNAL sarco_status sarco_cu_unpatchify(sarco_backend *be, const sarco_p
                                                 float *y);
 SARCO_INTERNAL sarco_status sarco_cu_pool(sarco_backend *be, const sarco_pool_desc *d, int64_t n, int64_t c,
                                           const int64_t *in, const float *x, float *y);
+SARCO_INTERNAL sarco_status sarco_cu_adaptive_avg_pool2d(sarco_backend *be, int64_t n, int64_t c, const int64_t *in,
+                                                         const int64_t *out, const float *x, float *y);
 /* kernels/window.cu */
 SARCO_INTERNAL sarco_status sarco_cu_window_accumulate(sarco_backend *be, const sarco_window_desc *d, const float *y,
                                                        const float *w, float *acc, float *cnt);

@@ -20,6 +20,8 @@ typedef struct sarco_arch {
     sarco_status (*forward)(sarco_context *ctx, void *state, int ndim, const int64_t *in, const float *x,
                             float *y);
     void (*free)(sarco_context *ctx, void *state);
+    /* image classifiers: the features/head split (lib/nn/classifier.h); NULL for other archs */
+    const struct sarco_classifier *classifier;
 } sarco_arch;
 
 /* NULL when no architecture of that name is built in. lib/nn/registry.c lists them. */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "arch.h"
+#include "classifier.h"
 
 struct sarco_model {
     const sarco_arch *arch;
@@ -165,4 +166,10 @@ sarco_status sarco_model_forward_be(sarco_context *ctx, sarco_model *m, int ndim
     if (s != SARCO_OK) return s;
     if (!x || !y) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sarco_model_forward: NULL x or y");
     return m->arch->forward(ctx, m->state, ndim, in, x, y);
+}
+
+const sarco_classifier *sarco_model_classifier(const sarco_model *m, void **state) {
+    if (!m || !m->arch || !m->arch->classifier) return NULL;
+    if (state) *state = m->state;
+    return m->arch->classifier;
 }

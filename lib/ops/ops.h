@@ -225,6 +225,10 @@ typedef struct sarco_backend_ops {
     /* pooling: x (N, in..., C) -> y (N, out..., C) */
     sarco_status (*pool)(sarco_backend *be, const sarco_pool_desc *d, int64_t n, int64_t c,
                          const int64_t *in, const float *x, float *y);
+    /* adaptive average pooling, 2D: x (N, in0, in1, C) -> y (N, out0, out1, C), PyTorch's windows
+     * (kernels/pool_hd.h sarco_hd_adaptive_window); out may exceed in */
+    sarco_status (*adaptive_avg_pool2d)(sarco_backend *be, int64_t n, int64_t c, const int64_t *in,
+                                        const int64_t *out, const float *x, float *y);
 
     /* sliding window: acc += y w and cnt += w for one window (w (R0, R1, R2), NULL = 1), the product
      * rounded to float before the add (MONAI); windows land in call order, so sums match across backends */
@@ -280,7 +284,8 @@ SARCO_INTERNAL sarco_status sarco_backend_open_cuda(sarco_context *ctx, sarco_ba
 
 /* The entry point libsarco_cuda.so exports (the only symbol it exports besides sarco_cuda_abi). */
 #define SARCO_CUDA_ABI_VERSION 4 /* 2: window_accumulate, argmax_labels; 3: edt_axis, label_stats;
-                                  * 4: swin_partition, swin_reverse, swin_attn_softmax, patch_merge */
+                                  * 4: adaptive_avg_pool2d (cls-cnn), swin_partition, swin_reverse,
+                                  *    swin_attn_softmax, patch_merge (cls-tx) */
 typedef sarco_status (*sarco_cuda_create_fn)(sarco_context *ctx, sarco_backend **out, char *msg,
                                              size_t msg_size);
 
