@@ -20,6 +20,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "lib/nn/classifier.h"
 #include "testutil.h"
 
 #define MANIFEST "test/data/classifier_tx/manifest.json"
@@ -231,6 +232,26 @@ static void run_arch(fixture *fx, const char *arch) {
                 fail_msg("%s batch %lld %lldx%lld: logits rel L2 %.3e >= %.0e (first: got %.7g, want %.7g)", key,
                          (long long)b, (long long)h, (long long)w, rel, REL_L2_MAX, (double)y[0],
                          json_real_value(json_array_get(ref, 0)));
+            /* the classifier split: A (the Grad-CAM target) left by this forward, and the head's host pass
+             * over sample 0's A gives the same logits (CPU backend: backend memory is host memory) */
+            void *st = NULL;
+            const sarco_classifier *cl = sarco_model_classifier(m, &st);
+            assert_non_null(cl);
+            assert_string_equal(cl->target_layer, strstr(arch, "swin") ? "norm" : "features.7");
+            int64_t a[4];
+            const float *A = NULL;
+            assert_int_equal(cl->features(fx->ctx, st, in, x, &A, a), SARCO_OK);
+            int64_t a2[4];
+            assert_int_equal(cl->features_shape(fx->ctx, st, in, a2), SARCO_OK);
+            assert_memory_equal(a, a2, sizeof a);
+            assert_int_equal(a[3], 768);
+            double *lg = calloc((size_t)classes, sizeof *lg), *dA = calloc((size_t)(a[1] * a[2] * a[3]), sizeof *dA);
+            assert_int_equal(sarco_head_backward_host(fx->ctx, cl->head(st), a[1], a[2], A, 0, lg, dA), SARCO_OK);
+            for (int q = 0; q < classes; q++)
+                if (fabs(lg[q] - y[q]) > 1e-5 * (1 + fabs(y[q])))
+                    fail_msg("%s: host head logit %d %.7g vs forward %.7g", key, q, lg[q], (double)y[q]);
+            free(lg);
+            free(dA);
             free(x);
             free(y);
         }

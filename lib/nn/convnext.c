@@ -13,9 +13,9 @@
  * eval mode. Channels-last here throughout, so the permutes vanish and LayerNorm2d is a row LayerNorm; the
  * layer_scale is folded into block.5's weights and bias at load, which then also adds the residual.
  *
- * The Grad-CAM target (pytorch-grad-cam's usual choice for ConvNeXt, model.features[-1]) is the output of
- * features.7, (N, h, w, 768) channels-last, kept in the workspace after every forward (cnx->ws.feat); the
- * head above it is avgpool -> LayerNorm -> Linear.
+ * The classifier split (lib/nn/classifier.h): A = the output of features.7 (model.features[-1], the layer
+ * pytorch-grad-cam users target for ConvNeXt), (N, h, w, 768) channels-last; the head is data: global
+ * average pool -> LayerNorm(768, eps 1e-6) "classifier.0" -> Linear "classifier.2".
  *
  * Any input size with H, W >= 32 (every stage keeps >= 1 pixel; the stride-2 convs floor odd sizes, as
  * PyTorch does); in_channels 3; num_classes from the head's weight shape. */
@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "classifier.h"
 #include "nnw.h"
 
 #define CNX_STAGES 4
@@ -50,9 +51,6 @@ typedef struct cnx_ws {
     float *x;         /* (N, H, W, 3) */
     float *cur, *t;   /* (N, h, w, C) the residual stream and the depthwise/norm output, largest stage */
     float *mlp;       /* (N, h, w, 4C) */
-    float *feat;      /* (N, h4, w4, 768): features.7's output, the Grad-CAM target */
-    float *pooled;    /* (N, 768) avgpool, then normed in place */
-    float *logits;    /* (N, classes) */
 } cnx_ws;
 
 typedef struct convnext {
@@ -62,8 +60,7 @@ typedef struct convnext {
     float *ds_g[CNX_STAGES - 1], *ds_b[CNX_STAGES - 1];
     sarco_conv *ds[CNX_STAGES - 1];
     cnx_block blk[CNX_STAGES][CNX_MAX_DEPTH];
-    float *head_g, *head_b;
-    sarco_linear *fc;
+    sarco_head head; /* avgpool -> classifier.0 -> classifier.2 */
     cnx_ws ws;
 } convnext;
 
@@ -85,11 +82,13 @@ static void stage_size(int64_t h, int64_t w, int s, int64_t *oh, int64_t *ow) {
 
 static sarco_status workspace(sarco_context *ctx, convnext *m, int64_t n, int64_t h, int64_t w);
 
-/* features: x (N, 3, H, W) PyTorch layout -> ws.feat (N, h, w, 768) channels-last */
-static sarco_status convnext_features(sarco_context *ctx, convnext *m, int64_t n, int64_t H, int64_t W,
-                                      const float *x) {
+/* features: x (N, 3, H, W) PyTorch layout -> *A = features.7's output (N, h, w, 768) channels-last, in ws.cur */
+static sarco_status convnext_features(sarco_context *ctx, void *state, const int64_t *in, const float *x,
+                                      const float **A, int64_t *a_shape) {
+    convnext *m = state;
     sarco_backend *be = ctx->be;
     const sarco_backend_ops *op = be->ops;
+    const int64_t n = in[0], H = in[2], W = in[3];
     TRY(workspace(ctx, m, n, H, W));
     cnx_ws *w = &m->ws;
     TRY(op->to_cl(be, n, 3, H * W, x, w->x)); /* (N, H, W, 3) */
@@ -98,45 +97,58 @@ static sarco_status convnext_features(sarco_context *ctx, convnext *m, int64_t n
     stage_size(H, W, 0, &sp[0], &sp[1]);
     TRY(op->layernorm(be, n * sp[0] * sp[1], cnx_dims[0], w->cur, m->stem_g, m->stem_b, CNX_EPS, w->cur));
     for (int s = 0; s < CNX_STAGES; s++) {
-        const int64_t C = cnx_dims[s], rows = n * sp[0] * sp[1];
+        const int64_t C = cnx_dims[s];
         if (s > 0) { /* downsample: LayerNorm2d -> Conv2d(k 2, s 2) */
-            TRY(op->layernorm(be, rows, cnx_dims[s - 1], w->cur, m->ds_g[s - 1], m->ds_b[s - 1], CNX_EPS, w->t));
+            TRY(op->layernorm(be, n * sp[0] * sp[1], cnx_dims[s - 1], w->cur, m->ds_g[s - 1], m->ds_b[s - 1], CNX_EPS,
+                              w->t));
             TRY(op->conv_run(be, m->ds[s - 1], n, sp, w->t, NULL, w->cur));
             stage_size(H, W, s, &sp[0], &sp[1]);
         }
         const int64_t r = n * sp[0] * sp[1];
         for (int b = 0; b < cnx_depths[s]; b++) {
             const cnx_block *k = &m->blk[s][b];
-            TRY(op->conv_run(be, k->dw, n, sp, w->cur, NULL, w->t));                    /* dwconv 7x7 */
-            TRY(op->layernorm(be, r, C, w->t, k->ln_g, k->ln_b, CNX_EPS, w->t));        /* norm */
-            TRY(op->linear_run(be, k->fc1, r, w->t, NULL, w->mlp));                     /* gelu(fc1) */
-            TRY(op->linear_run(be, k->fc2, r, w->mlp, w->cur, w->cur));                 /* x + ls fc2 */
+            TRY(op->conv_run(be, k->dw, n, sp, w->cur, NULL, w->t));             /* dwconv 7x7 */
+            TRY(op->layernorm(be, r, C, w->t, k->ln_g, k->ln_b, CNX_EPS, w->t)); /* norm */
+            TRY(op->linear_run(be, k->fc1, r, w->t, NULL, w->mlp));              /* gelu(fc1) */
+            TRY(op->linear_run(be, k->fc2, r, w->mlp, w->cur, w->cur));          /* x + layer_scale fc2 */
         }
     }
-    return op->copy(be, w->feat, w->cur, (size_t)(n * sp[0] * sp[1] * cnx_dims[3]) * sizeof(float));
+    *A = w->cur;
+    a_shape[0] = n;
+    a_shape[1] = sp[0];
+    a_shape[2] = sp[1];
+    a_shape[3] = cnx_dims[3];
+    return SARCO_OK;
 }
 
-/* head: ws.feat -> avgpool -> LayerNorm (eps 1e-6) -> Linear -> ws.logits (N, classes) */
-static sarco_status convnext_head(sarco_context *ctx, convnext *m, int64_t n, int64_t H, int64_t W) {
-    sarco_backend *be = ctx->be;
-    const sarco_backend_ops *op = be->ops;
-    cnx_ws *w = &m->ws;
-    int64_t sp[3] = {1, 1, 1};
-    stage_size(H, W, 3, &sp[0], &sp[1]);
-    const sarco_pool_desc gap = {.nsp = 2, .kind = SARCO_POOL_AVG, .k = {sp[0], sp[1], 1}, .stride = {1, 1, 1}};
-    TRY(op->pool(be, &gap, n, cnx_dims[3], sp, w->feat, w->pooled));
-    TRY(op->layernorm(be, n, cnx_dims[3], w->pooled, m->head_g, m->head_b, CNX_EPS, w->pooled));
-    return op->linear_run(be, m->fc, n, w->pooled, NULL, w->logits);
+static sarco_status convnext_features_shape(sarco_context *ctx, const void *state, const int64_t *in,
+                                            int64_t *a_shape) {
+    (void)state;
+    if (in[1] != 3 || in[2] < 32 || in[3] < 32 || in[2] > 16384 || in[3] > 16384)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
+                          "ConvNeXt: the input must be (N, 3, H, W) with 32 <= H, W <= 16384 (got %lld channels, "
+                          "%lld x %lld)",
+                          (long long)in[1], (long long)in[2], (long long)in[3]);
+    a_shape[0] = in[0];
+    stage_size(in[2], in[3], 3, &a_shape[1], &a_shape[2]);
+    a_shape[3] = cnx_dims[3];
+    return SARCO_OK;
 }
 
-/* x (N, 3, H, W) -> y (N, classes, 1, 1), backend memory */
+static sarco_head *convnext_head(void *state) { return &((convnext *)state)->head; }
+
+static const sarco_classifier convnext_classifier = {
+    .target_layer = "features.7",
+    .features_shape = convnext_features_shape,
+    .features = convnext_features,
+    .head = convnext_head,
+};
+
+/* x (N, 3, H, W) -> y (N, classes), backend memory */
 static sarco_status convnext_forward(sarco_context *ctx, void *state, int ndim, const int64_t *in, const float *x,
                                      float *y) {
-    convnext *m = state;
     (void)ndim; /* checked by output_shape */
-    TRY(convnext_features(ctx, m, in[0], in[2], in[3], x));
-    TRY(convnext_head(ctx, m, in[0], in[2], in[3]));
-    return ctx->be->ops->copy(ctx->be, y, m->ws.logits, (size_t)(in[0] * m->classes) * sizeof(float));
+    return sarco_classifier_forward(ctx, &convnext_classifier, state, in, x, y);
 }
 
 /* ================================================================================================
@@ -144,7 +156,7 @@ static sarco_status convnext_forward(sarco_context *ctx, void *state, int ndim, 
  * ================================================================================================ */
 
 static void ws_free(sarco_backend *be, cnx_ws *w) {
-    float **all[] = {&w->x, &w->cur, &w->t, &w->mlp, &w->feat, &w->pooled, &w->logits};
+    float **all[] = {&w->x, &w->cur, &w->t, &w->mlp};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (*all[i] && be) be->ops->free(be, *all[i]);
         *all[i] = NULL;
@@ -169,15 +181,11 @@ static sarco_status workspace(sarco_context *ctx, convnext *m, int64_t n, int64_
         stage_size(h, w, s, &fh, &fw);
         if (fh * fw * cnx_dims[s] > big) big = fh * fw * cnx_dims[s];
     }
-    stage_size(h, w, 3, &fh, &fw);
     sarco_status s = SARCO_OK;
     ws_buf(ctx, n * h * w * 3, &ws->x, &s);
     ws_buf(ctx, n * big, &ws->cur, &s);
     ws_buf(ctx, n * big, &ws->t, &s);
     ws_buf(ctx, 4 * n * big, &ws->mlp, &s);
-    ws_buf(ctx, n * fh * fw * cnx_dims[3], &ws->feat, &s);
-    ws_buf(ctx, n * cnx_dims[3], &ws->pooled, &s);
-    ws_buf(ctx, n * m->classes, &ws->logits, &s);
     if (s != SARCO_OK) {
         ws_free(ctx->be, ws);
         return s;
@@ -212,8 +220,6 @@ static void walk(nnw *w, convnext *m) {
             sarco_nnw_linear(w, &k->fc2, 4 * C, C, 1, SARCO_ACT_NONE, ls, "features.%d.%d.block.5", f, b);
         }
     }
-    sarco_nnw_norm(w, &m->head_g, &m->head_b, cnx_dims[3], "classifier.0");
-    sarco_nnw_linear(w, &m->fc, cnx_dims[3], m->classes, 1, SARCO_ACT_NONE, NULL, "classifier.2");
 }
 
 /* ================================================================================================
@@ -225,6 +231,7 @@ static void convnext_free(sarco_context *ctx, void *state) {
     if (!m) return;
     nnw w = {.pass = NNW_FREE, .ctx = ctx, .arch = "ConvNeXt"};
     walk(&w, m);
+    sarco_head_free(ctx->be, &m->head);
     ws_free(ctx->be, &m->ws);
     free(m);
 }
@@ -249,6 +256,11 @@ static sarco_status parse_kwargs(sarco_context *ctx, const json_t *kw, const sar
         return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT,
                           "ConvNeXt: the head classifier.2.weight is missing or not a (classes, 768) matrix");
     m->classes = head->shape[0];
+    sarco_head_init(&m->head, cnx_dims[3]);
+    sarco_head_add_global_avg_pool(&m->head);
+    sarco_head_add_layernorm(&m->head, "classifier.0", CNX_EPS);
+    sarco_head_add_linear(&m->head, "classifier.2", m->classes, SARCO_ACT_NONE);
+    TRY(sarco_head_check(ctx, &m->head, "ConvNeXt"));
     const json_t *nc = json_object_get(kw, "num_classes");
     if (nc && (!json_is_integer(nc) || json_integer_value(nc) != m->classes))
         return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT,
@@ -269,6 +281,7 @@ static sarco_status convnext_load(sarco_context *ctx, const json_t *kwargs, cons
     sarco_wlist list = {0};
     nnw w = {.pass = NNW_LIST, .ctx = ctx, .arch = "ConvNeXt", .list = &list};
     walk(&w, m);
+    sarco_head_list(&m->head, &list);
     s = list.oom ? sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "ConvNeXt: out of memory listing the weights")
                  : sarco_weights_check(ctx, st, &list, NULL);
     sarco_wlist_free(&list);
@@ -278,6 +291,7 @@ static sarco_status convnext_load(sarco_context *ctx, const json_t *kwargs, cons
     }
     w = (nnw){.pass = NNW_LOAD, .ctx = ctx, .arch = "ConvNeXt", .st = st, .s = SARCO_OK};
     walk(&w, m);
+    if (w.s == SARCO_OK) w.s = sarco_head_load(ctx, &m->head, st);
     if (w.s != SARCO_OK) {
         convnext_free(ctx, m);
         return w.s;
@@ -289,14 +303,13 @@ static sarco_status convnext_load(sarco_context *ctx, const json_t *kwargs, cons
 static sarco_status convnext_output_shape(sarco_context *ctx, const void *state, int ndim, const int64_t *in,
                                           int64_t *out) {
     const convnext *m = state;
-    if (ndim != 4 || in[1] != 3 || in[2] < 32 || in[3] < 32 || in[2] > 16384 || in[3] > 16384)
-        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
-                          "ConvNeXt: the input must be (N, 3, H, W) with 32 <= H, W <= 16384 (got %d-D, %lld "
-                          "channels, %lld x %lld)",
-                          ndim, (long long)in[1], ndim > 2 ? (long long)in[2] : 0LL, ndim > 3 ? (long long)in[3] : 0LL);
+    int64_t a[4];
+    if (ndim != 4)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "ConvNeXt: the input must be (N, 3, H, W), got %d-D", ndim);
+    TRY(convnext_features_shape(ctx, state, in, a));
     out[0] = in[0];
     out[1] = m->classes;
-    out[2] = out[3] = 1;
+    out[2] = out[3] = 1; /* (N, classes) as a 4-D shape */
     return SARCO_OK;
 }
 
@@ -306,4 +319,5 @@ SARCO_INTERNAL const sarco_arch sarco_arch_convnext_tiny = {
     .output_shape = convnext_output_shape,
     .forward = convnext_forward,
     .free = convnext_free,
+    .classifier = &convnext_classifier,
 };

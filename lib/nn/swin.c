@@ -19,8 +19,9 @@
  * x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2] -> LayerNorm(4C) (.norm) -> Linear(4C, 2C, no
  * bias) (.reduction). The window ops are kernels/swin_hd.h (ops.h: sarco_swin_desc).
  *
- * The Grad-CAM target is the output of the final `norm`, (N, h, w, 768) channels-last (ws.feat): the
- * gradient of a logit then crosses only avgpool and head, the same head machinery as the CNNs. timm-style
+ * The classifier split (lib/nn/classifier.h): A = the output of the final `norm`, (N, h, w, 768)
+ * channels-last (ws.feat); the head is data: global average pool (permute + avgpool + flatten) -> Linear
+ * "head". A logit's gradient then crosses only the pool and the Linear, the CNNs' head machinery. timm-style
  * recipes hook layers[-1].blocks[-1].norm1 instead; in torchvision's module tree that LayerNorm's output
  * feeds the last block's attention and the block adds it to its residual, so its gradient would have to
  * cross a whole attention + MLP block (not a head op); the final norm is the last map-shaped activation
@@ -34,6 +35,7 @@
 #include <string.h>
 
 #include "kernels/swin_hd.h"
+#include "classifier.h"
 #include "nnw.h"
 
 #define SWIN_STAGES 4
@@ -67,9 +69,7 @@ typedef struct swin_ws {
     float *att;      /* (N nW, heads, L, L) scores, then probabilities */
     float *heads;    /* (N nW, L, C) attention output before proj */
     float *mlp;      /* (N, h, w, 4C) */
-    float *feat;     /* (N, h4, w4, 768): the final norm's output, the Grad-CAM target */
-    float *pooled;   /* (N, 768) */
-    float *logits;   /* (N, classes) */
+    float *feat;     /* (N, h4, w4, 768): the final norm's output, the Grad-CAM target A */
 } swin_ws;
 
 typedef struct swin {
@@ -80,7 +80,7 @@ typedef struct swin {
     float *mg_g[SWIN_STAGES - 1], *mg_b[SWIN_STAGES - 1];
     sarco_linear *mg[SWIN_STAGES - 1];
     float *norm_g, *norm_b;
-    sarco_linear *head;
+    sarco_head head; /* avgpool -> head */
     swin_ws ws;
 } swin;
 
@@ -138,10 +138,13 @@ static sarco_status attention_forward(sarco_backend *be, swin *m, const swin_blo
 
 static sarco_status workspace(sarco_context *ctx, swin *m, int64_t n, int64_t H, int64_t W);
 
-/* features + final norm: x (N, 3, H, W) PyTorch layout -> ws.feat (N, h, w, 768) channels-last */
-static sarco_status swin_features(sarco_context *ctx, swin *m, int64_t n, int64_t H, int64_t W, const float *x) {
+/* features + final norm: x (N, 3, H, W) PyTorch layout -> *A = ws.feat (N, h, w, 768) channels-last */
+static sarco_status swin_features(sarco_context *ctx, void *state, const int64_t *in, const float *x, const float **A,
+                                  int64_t *a_shape) {
+    swin *m = state;
     sarco_backend *be = ctx->be;
     const sarco_backend_ops *op = be->ops;
+    const int64_t n = in[0], H = in[2], W = in[3];
     TRY(workspace(ctx, m, n, H, W));
     swin_ws *ws = &m->ws;
     TRY(op->to_cl(be, n, 3, H * W, x, ws->x));
@@ -153,11 +156,11 @@ static sarco_status swin_features(sarco_context *ctx, swin *m, int64_t n, int64_
         const int64_t C = swin_dims[s], rows = n * h * w;
         for (int b = 0; b < swin_depths[s]; b++) {
             const swin_block *k = &m->blk[s][b];
-            TRY(op->layernorm(be, rows, C, ws->cur, k->n1_g, k->n1_b, SWIN_EPS, ws->t));         /* norm1 */
-            TRY(attention_forward(be, m, k, n, h, w, C, swin_heads[s], b % 2 == 1));          /* x + attn */
-            TRY(op->layernorm(be, rows, C, ws->cur, k->n2_g, k->n2_b, SWIN_EPS, ws->t));         /* norm2 */
-            TRY(op->linear_run(be, k->fc1, rows, ws->t, NULL, ws->mlp));                      /* gelu(mlp.0) */
-            TRY(op->linear_run(be, k->fc2, rows, ws->mlp, ws->cur, ws->cur));                 /* x + mlp.3 */
+            TRY(op->layernorm(be, rows, C, ws->cur, k->n1_g, k->n1_b, SWIN_EPS, ws->t)); /* norm1 */
+            TRY(attention_forward(be, m, k, n, h, w, C, swin_heads[s], b % 2 == 1));  /* x + attn */
+            TRY(op->layernorm(be, rows, C, ws->cur, k->n2_g, k->n2_b, SWIN_EPS, ws->t)); /* norm2 */
+            TRY(op->linear_run(be, k->fc1, rows, ws->t, NULL, ws->mlp));              /* gelu(mlp.0) */
+            TRY(op->linear_run(be, k->fc2, rows, ws->mlp, ws->cur, ws->cur));         /* x + mlp.3 */
         }
         if (s + 1 < SWIN_STAGES) { /* PatchMerging: gather (pad to even) -> LayerNorm(4C) -> Linear(4C, 2C) */
             TRY(op->patch_merge(be, n, h, w, C, ws->cur, ws->t));
@@ -167,27 +170,41 @@ static sarco_status swin_features(sarco_context *ctx, swin *m, int64_t n, int64_
             TRY(op->linear_run(be, m->mg[s], n * h * w, ws->t, NULL, ws->cur));
         }
     }
-    return op->layernorm(be, n * h * w, swin_dims[3], ws->cur, m->norm_g, m->norm_b, SWIN_EPS, ws->feat); /* norm */
+    TRY(op->layernorm(be, n * h * w, swin_dims[3], ws->cur, m->norm_g, m->norm_b, SWIN_EPS, ws->feat)); /* norm */
+    *A = ws->feat;
+    a_shape[0] = n;
+    a_shape[1] = h;
+    a_shape[2] = w;
+    a_shape[3] = swin_dims[3];
+    return SARCO_OK;
 }
 
-/* head: ws.feat -> permute (a no-op channels-last) -> avgpool -> flatten -> Linear -> ws.logits */
-static sarco_status swin_head(sarco_context *ctx, swin *m, int64_t n, int64_t H, int64_t W) {
-    sarco_backend *be = ctx->be;
-    int64_t sp[3] = {1, 1, 1};
-    stage_size(H, W, 3, &sp[0], &sp[1]);
-    const sarco_pool_desc gap = {.nsp = 2, .kind = SARCO_POOL_AVG, .k = {sp[0], sp[1], 1}, .stride = {1, 1, 1}};
-    TRY(be->ops->pool(be, &gap, n, swin_dims[3], sp, m->ws.feat, m->ws.pooled));
-    return be->ops->linear_run(be, m->head, n, m->ws.pooled, NULL, m->ws.logits);
+static sarco_status swin_features_shape(sarco_context *ctx, const void *state, const int64_t *in, int64_t *a_shape) {
+    (void)state;
+    if (in[1] != 3 || in[2] < 4 || in[3] < 4 || in[2] > 16384 || in[3] > 16384)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
+                          "Swin: the input must be (N, 3, H, W) with 4 <= H, W <= 16384 (got %lld channels, %lld x %lld)",
+                          (long long)in[1], (long long)in[2], (long long)in[3]);
+    a_shape[0] = in[0];
+    stage_size(in[2], in[3], 3, &a_shape[1], &a_shape[2]);
+    a_shape[3] = swin_dims[3];
+    return SARCO_OK;
 }
 
-/* x (N, 3, H, W) -> y (N, classes, 1, 1), backend memory */
+static sarco_head *swin_head(void *state) { return &((swin *)state)->head; }
+
+static const sarco_classifier swin_classifier = {
+    .target_layer = "norm",
+    .features_shape = swin_features_shape,
+    .features = swin_features,
+    .head = swin_head,
+};
+
+/* x (N, 3, H, W) -> y (N, classes), backend memory */
 static sarco_status swin_forward(sarco_context *ctx, void *state, int ndim, const int64_t *in, const float *x,
                                  float *y) {
-    swin *m = state;
     (void)ndim; /* checked by output_shape */
-    TRY(swin_features(ctx, m, in[0], in[2], in[3], x));
-    TRY(swin_head(ctx, m, in[0], in[2], in[3]));
-    return ctx->be->ops->copy(ctx->be, y, m->ws.logits, (size_t)(in[0] * m->classes) * sizeof(float));
+    return sarco_classifier_forward(ctx, &swin_classifier, state, in, x, y);
 }
 
 /* ================================================================================================
@@ -195,8 +212,7 @@ static sarco_status swin_forward(sarco_context *ctx, void *state, int ndim, cons
  * ================================================================================================ */
 
 static void ws_free(sarco_backend *be, swin_ws *w) {
-    float **all[] = {&w->x, &w->cur, &w->t, &w->win, &w->qkv, &w->att, &w->heads, &w->mlp, &w->feat, &w->pooled,
-                     &w->logits};
+    float **all[] = {&w->x, &w->cur, &w->t, &w->win, &w->qkv, &w->att, &w->heads, &w->mlp, &w->feat};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (*all[i] && be) be->ops->free(be, *all[i]);
         *all[i] = NULL;
@@ -238,8 +254,6 @@ static sarco_status workspace(sarco_context *ctx, swin *m, int64_t n, int64_t H,
     ws_buf(ctx, n * win, &ws->heads, &s);
     ws_buf(ctx, 4 * n * map, &ws->mlp, &s);
     ws_buf(ctx, n * h * w * swin_dims[3], &ws->feat, &s);
-    ws_buf(ctx, n * swin_dims[3], &ws->pooled, &s);
-    ws_buf(ctx, n * m->classes, &ws->logits, &s);
     if (s != SARCO_OK) {
         ws_free(ctx->be, ws);
         return s;
@@ -277,7 +291,6 @@ static void walk(nnw *w, swin *m) {
         }
     }
     sarco_nnw_norm(w, &m->norm_g, &m->norm_b, swin_dims[3], "norm");
-    sarco_nnw_linear(w, &m->head, swin_dims[3], m->classes, 1, SARCO_ACT_NONE, NULL, "head");
 }
 
 /* The relative_position_index buffers torchvision stores are fixed by the window size: where a file has
@@ -317,6 +330,7 @@ static void swin_free(sarco_context *ctx, void *state) {
     if (!m) return;
     nnw w = {.pass = NNW_FREE, .ctx = ctx, .arch = "Swin"};
     walk(&w, m);
+    sarco_head_free(ctx->be, &m->head);
     ws_free(ctx->be, &m->ws);
     free(m);
 }
@@ -340,6 +354,10 @@ static sarco_status parse_kwargs(sarco_context *ctx, const json_t *kw, const sar
     if (!head || head->ndim != 2 || head->shape[0] < 1 || head->shape[0] > (1 << 20))
         return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "Swin: the head head.weight is missing or not a (classes, 768) matrix");
     m->classes = head->shape[0];
+    sarco_head_init(&m->head, swin_dims[3]);
+    sarco_head_add_global_avg_pool(&m->head);
+    sarco_head_add_linear(&m->head, "head", m->classes, SARCO_ACT_NONE);
+    TRY(sarco_head_check(ctx, &m->head, "Swin"));
     const json_t *nc = json_object_get(kw, "num_classes");
     if (nc && (!json_is_integer(nc) || json_integer_value(nc) != m->classes))
         return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "Swin: kwarg num_classes does not match head.weight (%lld rows)",
@@ -360,6 +378,7 @@ static sarco_status swin_load(sarco_context *ctx, const json_t *kwargs, const sa
     sarco_wlist list = {0};
     nnw w = {.pass = NNW_LIST, .ctx = ctx, .arch = "Swin", .list = &list};
     walk(&w, m);
+    sarco_head_list(&m->head, &list);
     static const char *const ignore[] = {"features.*.attn.relative_position_index", NULL}; /* checked above */
     s = list.oom ? sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "Swin: out of memory listing the weights")
                  : sarco_weights_check(ctx, st, &list, ignore);
@@ -370,6 +389,7 @@ static sarco_status swin_load(sarco_context *ctx, const json_t *kwargs, const sa
     }
     w = (nnw){.pass = NNW_LOAD, .ctx = ctx, .arch = "Swin", .st = st, .s = SARCO_OK};
     walk(&w, m);
+    if (w.s == SARCO_OK) w.s = sarco_head_load(ctx, &m->head, st);
     if (w.s != SARCO_OK) {
         swin_free(ctx, m);
         return w.s;
@@ -381,14 +401,13 @@ static sarco_status swin_load(sarco_context *ctx, const json_t *kwargs, const sa
 static sarco_status swin_output_shape(sarco_context *ctx, const void *state, int ndim, const int64_t *in,
                                       int64_t *out) {
     const swin *m = state;
-    if (ndim != 4 || in[1] != 3 || in[2] < 4 || in[3] < 4 || in[2] > 16384 || in[3] > 16384)
-        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
-                          "Swin: the input must be (N, 3, H, W) with 4 <= H, W <= 16384 (got %d-D, %lld channels, "
-                          "%lld x %lld)",
-                          ndim, (long long)in[1], ndim > 2 ? (long long)in[2] : 0LL, ndim > 3 ? (long long)in[3] : 0LL);
+    int64_t a[4];
+    if (ndim != 4)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "Swin: the input must be (N, 3, H, W), got %d-D", ndim);
+    TRY(swin_features_shape(ctx, state, in, a));
     out[0] = in[0];
     out[1] = m->classes;
-    out[2] = out[3] = 1;
+    out[2] = out[3] = 1; /* (N, classes) as a 4-D shape */
     return SARCO_OK;
 }
 
@@ -398,4 +417,5 @@ SARCO_INTERNAL const sarco_arch sarco_arch_swin_t = {
     .output_shape = swin_output_shape,
     .forward = swin_forward,
     .free = swin_free,
+    .classifier = &swin_classifier,
 };
