@@ -148,7 +148,7 @@ def convert(arch, kwargs, state_dict, out, extra_config=None, reader="auto"):
     out is then left as it was."""
     mod = archs.get(arch)
     kw = mod.normalize_kwargs(kwargs)
-    _config_json(arch, kw, extra_config)  # a bad --config fails before the checkpoint is read
+    config = _config_json(arch, kw, extra_config)
     if isinstance(state_dict, Mapping):
         obj, used = state_dict, "given"
     else:
@@ -159,6 +159,12 @@ def convert(arch, kwargs, state_dict, out, extra_config=None, reader="auto"):
     kept = collections.OrderedDict()
     dropped = collections.Counter()
     dups = []
+    rename = getattr(mod, "rename", None)
+    if rename:
+        renamed = collections.OrderedDict((rename(n), a) for n, a in sd.items())
+        if len(renamed) != len(sd):
+            raise ConvertError("the state_dict holds a key under both its old and its new name")
+        sd = renamed
     for name, a in sd.items():
         what, info = mod.classify(name)
         if what == "keep":
@@ -183,8 +189,11 @@ def convert(arch, kwargs, state_dict, out, extra_config=None, reader="auto"):
             safetensors.dtype_name(a)
         except ValueError as e:
             raise ConvertError(f"{name}: {e}") from None
-    mod.check_tensors(kw, {n: tuple(a.shape) for n, a in kept.items()})
-    config = _config_json(arch, kw, extra_config)  # after the check, which may read kwargs from shapes
+    shapes = {n: tuple(a.shape) for n, a in kept.items()}
+    if hasattr(mod, "kwargs_from_shapes"):
+        kw = mod.kwargs_from_shapes(kwargs, kw, shapes)
+        config = _config_json(arch, kw, extra_config)
+    mod.check_tensors(kw, shapes)
 
     try:
         safetensors.write(out, kept, {"sarco.config": config, "format": "pt"})
