@@ -23,8 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "classifier.h"
-#include "nnw.h"
+#include "tvnet.h"
 
 #define CNX_STAGES 4
 #define CNX_MAX_DEPTH 9
@@ -32,11 +31,8 @@
 static const int64_t cnx_dims[CNX_STAGES] = {96, 192, 384, 768};
 static const int64_t cnx_depths[CNX_STAGES] = {3, 3, 9, 3};
 
-#define TRY(expr)                              \
-    do {                                       \
-        sarco_status try_s_ = (expr);          \
-        if (try_s_ != SARCO_OK) return try_s_; \
-    } while (0)
+#define TRY TV_TRY
+#define ARCH "torchvision.convnext_tiny"
 
 typedef struct cnx_block {
     sarco_conv *dw;       /* block.0: depthwise 7x7 */
@@ -124,11 +120,10 @@ static sarco_status convnext_features(sarco_context *ctx, void *state, const int
 static sarco_status convnext_features_shape(sarco_context *ctx, const void *state, const int64_t *in,
                                             int64_t *a_shape) {
     (void)state;
-    if (in[1] != 3 || in[2] < 32 || in[3] < 32 || in[2] > 16384 || in[3] > 16384)
-        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
-                          "ConvNeXt: the input must be (N, 3, H, W) with 32 <= H, W <= 16384 (got %lld channels, "
-                          "%lld x %lld)",
-                          (long long)in[1], (long long)in[2], (long long)in[3]);
+    TRY(tv_check_input(ctx, ARCH, in, 3));
+    if (in[2] < 32 || in[3] < 32) /* the stem and three stride-2 convs each need >= 1 pixel */
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, ARCH ": the input must be at least 32x32, got %lldx%lld",
+                          (long long)in[2], (long long)in[3]);
     a_shape[0] = in[0];
     stage_size(in[2], in[3], 3, &a_shape[1], &a_shape[2]);
     a_shape[3] = cnx_dims[3];
@@ -200,24 +195,31 @@ static sarco_status workspace(sarco_context *ctx, convnext *m, int64_t n, int64_
  * weights: torchvision's state_dict names
  * ================================================================================================ */
 
-static void walk(nnw *w, convnext *m) {
-    sarco_nnw_conv2d(w, &m->stem, 3, cnx_dims[0], 4, 4, 0, 1, 1, "features.0.0");
-    sarco_nnw_norm(w, &m->stem_g, &m->stem_b, cnx_dims[0], "features.0.1");
+static void walk(tv_walker *w, void *net) {
+    convnext *m = net;
+    char p[TV_NAME_LEN], ls[TV_NAME_LEN];
+    tv_conv(w, &m->stem, 3, cnx_dims[0], 4, 4, 0, 1, 1, "features.0.0", NULL, SARCO_ACT_NONE);
+    tv_layernorm(w, &m->stem_g, &m->stem_b, cnx_dims[0], "features.0.1");
     for (int s = 0; s < CNX_STAGES; s++) {
         const int64_t C = cnx_dims[s];
         const int f = 1 + 2 * s; /* features index of the stage; the downsample before it is f - 1 */
         if (s > 0) {
-            sarco_nnw_norm(w, &m->ds_g[s - 1], &m->ds_b[s - 1], cnx_dims[s - 1], "features.%d.0", f - 1);
-            sarco_nnw_conv2d(w, &m->ds[s - 1], cnx_dims[s - 1], C, 2, 2, 0, 1, 1, "features.%d.1", f - 1);
+            tv_name(p, "features.%d.0", f - 1);
+            tv_layernorm(w, &m->ds_g[s - 1], &m->ds_b[s - 1], cnx_dims[s - 1], p);
+            tv_name(p, "features.%d.1", f - 1);
+            tv_conv(w, &m->ds[s - 1], cnx_dims[s - 1], C, 2, 2, 0, 1, 1, p, NULL, SARCO_ACT_NONE);
         }
         for (int b = 0; b < cnx_depths[s]; b++) {
             cnx_block *k = &m->blk[s][b];
-            char ls[NNW_NAME];
-            snprintf(ls, sizeof ls, "features.%d.%d.layer_scale", f, b);
-            sarco_nnw_conv2d(w, &k->dw, C, C, 7, 1, 3, C, 1, "features.%d.%d.block.0", f, b);
-            sarco_nnw_norm(w, &k->ln_g, &k->ln_b, C, "features.%d.%d.block.2", f, b);
-            sarco_nnw_linear(w, &k->fc1, C, 4 * C, 1, SARCO_ACT_GELU, NULL, "features.%d.%d.block.3", f, b);
-            sarco_nnw_linear(w, &k->fc2, 4 * C, C, 1, SARCO_ACT_NONE, ls, "features.%d.%d.block.5", f, b);
+            tv_name(p, "features.%d.%d.block.0", f, b);
+            tv_conv(w, &k->dw, C, C, 7, 1, 3, C, 1, p, NULL, SARCO_ACT_NONE); /* depthwise */
+            tv_name(p, "features.%d.%d.block.2", f, b);
+            tv_layernorm(w, &k->ln_g, &k->ln_b, C, p);
+            tv_name(p, "features.%d.%d.block.3", f, b);
+            tv_linear(w, &k->fc1, C, 4 * C, 1, SARCO_ACT_GELU, NULL, p);
+            tv_name(p, "features.%d.%d.block.5", f, b);
+            tv_name(ls, "features.%d.%d.layer_scale", f, b);
+            tv_linear(w, &k->fc2, 4 * C, C, 1, SARCO_ACT_NONE, ls, p);
         }
     }
 }
@@ -229,72 +231,34 @@ static void walk(nnw *w, convnext *m) {
 static void convnext_free(sarco_context *ctx, void *state) {
     convnext *m = state;
     if (!m) return;
-    nnw w = {.pass = NNW_FREE, .ctx = ctx, .arch = "ConvNeXt"};
-    walk(&w, m);
-    sarco_head_free(ctx->be, &m->head);
+    tv_free_weights(ctx, walk, m, &m->head);
     ws_free(ctx->be, &m->ws);
     free(m);
 }
 
 /* torchvision.models.convnext_tiny(weights=None, progress=True, num_classes=1000, stochastic_depth_prob=0.1,
- * layer_scale=1e-6): only num_classes changes the tensors, and it is read from the head's shape. */
-static sarco_status parse_kwargs(sarco_context *ctx, const json_t *kw, const sarco_st_file *st, convnext *m) {
+ * layer_scale=1e-6): only num_classes changes the tensors (without the kwarg: the head's rows). */
+static sarco_status convnext_load(sarco_context *ctx, const json_t *kwargs, const sarco_st_file *st, void **state) {
     static const char *const known[] = {"num_classes", "stochastic_depth_prob", "layer_scale", "weights",
                                         "progress", NULL};
-    const char *key;
-    json_t *val;
-    json_object_foreach((json_t *)kw, key, val) {
-        int ok = 0;
-        for (int i = 0; known[i] && !ok; i++) ok = strcmp(key, known[i]) == 0;
-        if (!ok) return sarco_fail(ctx, SARCO_ERR_UNSUPPORTED, "ConvNeXt: unknown kwarg \"%s\"", key);
-    }
-    const json_t *wt = json_object_get(kw, "weights");
-    if (wt && !json_is_null(wt))
-        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "ConvNeXt: kwarg weights must be null (the file holds them)");
-    const sarco_st_tensor *head = sarco_st_find(st, "classifier.2.weight");
-    if (!head || head->ndim != 2 || head->shape[0] < 1 || head->shape[0] > (1 << 20))
-        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT,
-                          "ConvNeXt: the head classifier.2.weight is missing or not a (classes, 768) matrix");
-    m->classes = head->shape[0];
-    sarco_head_init(&m->head, cnx_dims[3]);
-    sarco_head_add_global_avg_pool(&m->head);
-    sarco_head_add_layernorm(&m->head, "classifier.0", CNX_EPS);
-    sarco_head_add_linear(&m->head, "classifier.2", m->classes, SARCO_ACT_NONE);
-    TRY(sarco_head_check(ctx, &m->head, "ConvNeXt"));
-    const json_t *nc = json_object_get(kw, "num_classes");
-    if (nc && (!json_is_integer(nc) || json_integer_value(nc) != m->classes))
-        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT,
-                          "ConvNeXt: kwarg num_classes does not match the head classifier.2.weight (%lld rows)",
-                          (long long)m->classes);
-    return SARCO_OK;
-}
-
-static sarco_status convnext_load(sarco_context *ctx, const json_t *kwargs, const sarco_st_file *st, void **state) {
     *state = NULL;
+    TRY(tv_kw_known(ctx, ARCH, kwargs, known));
+    const json_t *wt = json_object_get(kwargs, "weights");
+    if (wt && !json_is_null(wt))
+        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, ARCH ": kwarg weights must be null (the file holds them)");
     convnext *m = calloc(1, sizeof *m);
-    if (!m) return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "ConvNeXt: out of memory");
-    sarco_status s = parse_kwargs(ctx, kwargs, st, m);
-    if (s != SARCO_OK) {
-        free(m);
-        return s;
+    if (!m) return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, ARCH ": out of memory");
+    sarco_status s = tv_num_classes(ctx, ARCH, kwargs, st, "classifier.2.weight", &m->classes);
+    if (s == SARCO_OK) {
+        sarco_head_init(&m->head, cnx_dims[3]);
+        sarco_head_add_global_avg_pool(&m->head);
+        sarco_head_add_layernorm(&m->head, "classifier.0", CNX_EPS);
+        sarco_head_add_linear(&m->head, "classifier.2", m->classes, SARCO_ACT_NONE);
+        s = tv_load_weights(ctx, ARCH, st, walk, m, &m->head, NULL);
     }
-    sarco_wlist list = {0};
-    nnw w = {.pass = NNW_LIST, .ctx = ctx, .arch = "ConvNeXt", .list = &list};
-    walk(&w, m);
-    sarco_head_list(&m->head, &list);
-    s = list.oom ? sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "ConvNeXt: out of memory listing the weights")
-                 : sarco_weights_check(ctx, st, &list, NULL);
-    sarco_wlist_free(&list);
     if (s != SARCO_OK) {
-        free(m);
+        free(m); /* tv_load_weights freed what it had prepared */
         return s;
-    }
-    w = (nnw){.pass = NNW_LOAD, .ctx = ctx, .arch = "ConvNeXt", .st = st, .s = SARCO_OK};
-    walk(&w, m);
-    if (w.s == SARCO_OK) w.s = sarco_head_load(ctx, &m->head, st);
-    if (w.s != SARCO_OK) {
-        convnext_free(ctx, m);
-        return w.s;
     }
     *state = m;
     return SARCO_OK;
@@ -302,19 +266,11 @@ static sarco_status convnext_load(sarco_context *ctx, const json_t *kwargs, cons
 
 static sarco_status convnext_output_shape(sarco_context *ctx, const void *state, int ndim, const int64_t *in,
                                           int64_t *out) {
-    const convnext *m = state;
-    int64_t a[4];
-    if (ndim != 4)
-        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "ConvNeXt: the input must be (N, 3, H, W), got %d-D", ndim);
-    TRY(convnext_features_shape(ctx, state, in, a));
-    out[0] = in[0];
-    out[1] = m->classes;
-    out[2] = out[3] = 1; /* (N, classes) as a 4-D shape */
-    return SARCO_OK;
+    return tv_output_shape(ctx, &convnext_classifier, state, ndim, in, out);
 }
 
 SARCO_INTERNAL const sarco_arch sarco_arch_convnext_tiny = {
-    .name = "torchvision.convnext_tiny",
+    .name = ARCH,
     .load = convnext_load,
     .output_shape = convnext_output_shape,
     .forward = convnext_forward,

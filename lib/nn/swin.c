@@ -35,8 +35,7 @@
 #include <string.h>
 
 #include "kernels/swin_hd.h"
-#include "classifier.h"
-#include "nnw.h"
+#include "tvnet.h"
 
 #define SWIN_STAGES 4
 #define SWIN_MAX_DEPTH 6
@@ -48,11 +47,8 @@ static const int64_t swin_dims[SWIN_STAGES] = {96, 192, 384, 768};
 static const int64_t swin_depths[SWIN_STAGES] = {2, 2, 6, 2};
 static const int64_t swin_heads[SWIN_STAGES] = {3, 6, 12, 24};
 
-#define TRY(expr)                              \
-    do {                                       \
-        sarco_status try_s_ = (expr);          \
-        if (try_s_ != SARCO_OK) return try_s_; \
-    } while (0)
+#define TRY TV_TRY
+#define ARCH "torchvision.swin_t"
 
 typedef struct swin_block {
     float *n1_g, *n1_b, *n2_g, *n2_b;
@@ -181,10 +177,10 @@ static sarco_status swin_features(sarco_context *ctx, void *state, const int64_t
 
 static sarco_status swin_features_shape(sarco_context *ctx, const void *state, const int64_t *in, int64_t *a_shape) {
     (void)state;
-    if (in[1] != 3 || in[2] < 4 || in[3] < 4 || in[2] > 16384 || in[3] > 16384)
-        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
-                          "Swin: the input must be (N, 3, H, W) with 4 <= H, W <= 16384 (got %lld channels, %lld x %lld)",
-                          (long long)in[1], (long long)in[2], (long long)in[3]);
+    TRY(tv_check_input(ctx, ARCH, in, 3));
+    if (in[2] < 4 || in[3] < 4) /* the 4x4 patch embedding needs one patch */
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, ARCH ": the input must be at least 4x4, got %lldx%lld",
+                          (long long)in[2], (long long)in[3]);
     a_shape[0] = in[0];
     stage_size(in[2], in[3], 3, &a_shape[1], &a_shape[2]);
     a_shape[3] = swin_dims[3];
@@ -268,29 +264,39 @@ static sarco_status workspace(sarco_context *ctx, swin *m, int64_t n, int64_t H,
  * weights: torchvision's state_dict names
  * ================================================================================================ */
 
-static void walk(nnw *w, swin *m) {
-    sarco_nnw_conv2d(w, &m->embed, 3, swin_dims[0], 4, 4, 0, 1, 1, "features.0.0");
-    sarco_nnw_norm(w, &m->embed_g, &m->embed_b, swin_dims[0], "features.0.2");
+static void walk(tv_walker *w, void *net) {
+    swin *m = net;
+    char p[TV_NAME_LEN];
+    tv_conv(w, &m->embed, 3, swin_dims[0], 4, 4, 0, 1, 1, "features.0.0", NULL, SARCO_ACT_NONE);
+    tv_layernorm(w, &m->embed_g, &m->embed_b, swin_dims[0], "features.0.2");
     for (int s = 0; s < SWIN_STAGES; s++) {
         const int64_t C = swin_dims[s];
         const int f = 1 + 2 * s;
         for (int b = 0; b < swin_depths[s]; b++) {
             swin_block *k = &m->blk[s][b];
-            sarco_nnw_norm(w, &k->n1_g, &k->n1_b, C, "features.%d.%d.norm1", f, b);
-            sarco_nnw_linear(w, &k->qkv, C, 3 * C, 1, SARCO_ACT_NONE, NULL, "features.%d.%d.attn.qkv", f, b);
-            sarco_nnw_linear(w, &k->proj, C, C, 1, SARCO_ACT_NONE, NULL, "features.%d.%d.attn.proj", f, b);
-            sarco_nnw_param(w, &k->table, SARCO_SHAPE(SWIN_TABLE, swin_heads[s]),
-                            "features.%d.%d.attn.relative_position_bias_table", f, b);
-            sarco_nnw_norm(w, &k->n2_g, &k->n2_b, C, "features.%d.%d.norm2", f, b);
-            sarco_nnw_linear(w, &k->fc1, C, 4 * C, 1, SARCO_ACT_GELU, NULL, "features.%d.%d.mlp.0", f, b);
-            sarco_nnw_linear(w, &k->fc2, 4 * C, C, 1, SARCO_ACT_NONE, NULL, "features.%d.%d.mlp.3", f, b);
+            tv_name(p, "features.%d.%d.norm1", f, b);
+            tv_layernorm(w, &k->n1_g, &k->n1_b, C, p);
+            tv_name(p, "features.%d.%d.attn.qkv", f, b);
+            tv_linear(w, &k->qkv, C, 3 * C, 1, SARCO_ACT_NONE, NULL, p);
+            tv_name(p, "features.%d.%d.attn.proj", f, b);
+            tv_linear(w, &k->proj, C, C, 1, SARCO_ACT_NONE, NULL, p);
+            tv_name(p, "features.%d.%d.attn.relative_position_bias_table", f, b);
+            tv_param(w, &k->table, SARCO_SHAPE(SWIN_TABLE, swin_heads[s]), p);
+            tv_name(p, "features.%d.%d.norm2", f, b);
+            tv_layernorm(w, &k->n2_g, &k->n2_b, C, p);
+            tv_name(p, "features.%d.%d.mlp.0", f, b);
+            tv_linear(w, &k->fc1, C, 4 * C, 1, SARCO_ACT_GELU, NULL, p);
+            tv_name(p, "features.%d.%d.mlp.3", f, b);
+            tv_linear(w, &k->fc2, 4 * C, C, 1, SARCO_ACT_NONE, NULL, p);
         }
         if (s + 1 < SWIN_STAGES) {
-            sarco_nnw_norm(w, &m->mg_g[s], &m->mg_b[s], 4 * C, "features.%d.norm", f + 1);
-            sarco_nnw_linear(w, &m->mg[s], 4 * C, 2 * C, 0, SARCO_ACT_NONE, NULL, "features.%d.reduction", f + 1);
+            tv_name(p, "features.%d.norm", f + 1);
+            tv_layernorm(w, &m->mg_g[s], &m->mg_b[s], 4 * C, p);
+            tv_name(p, "features.%d.reduction", f + 1);
+            tv_linear(w, &m->mg[s], 4 * C, 2 * C, 0, SARCO_ACT_NONE, NULL, p);
         }
     }
-    sarco_nnw_norm(w, &m->norm_g, &m->norm_b, swin_dims[3], "norm");
+    tv_layernorm(w, &m->norm_g, &m->norm_b, swin_dims[3], "norm");
 }
 
 /* The relative_position_index buffers torchvision stores are fixed by the window size: where a file has
@@ -304,7 +310,7 @@ static sarco_status check_rel_index(sarco_context *ctx, const sarco_st_file *st)
         const size_t ln = strlen(t->name), ls = strlen(suffix);
         if (ln < ls || strcmp(t->name + ln - ls, suffix) != 0) continue;
         if (t->ndim != 1 || t->shape[0] != L * L)
-            return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "Swin: %s must have shape (%lld), the 7x7 window's index",
+            return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, ARCH ": %s must have shape (%lld), the 7x7 window's index",
                               t->name, (long long)(L * L));
         float *v = sarco_ctx_malloc(ctx, (size_t)(L * L) * sizeof(float), t->name);
         if (!v) return SARCO_ERR_OUT_OF_MEMORY;
@@ -315,7 +321,7 @@ static sarco_status check_rel_index(sarco_context *ctx, const sarco_st_file *st)
         sarco_ctx_free(ctx, v, (size_t)(L * L) * sizeof(float));
         if (bad >= 0)
             return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT,
-                              "Swin: %s differs from torchvision's relative position index at entry %lld", t->name,
+                              ARCH ": %s differs from torchvision's relative position index at entry %lld", t->name,
                               (long long)bad);
     }
     return SARCO_OK;
@@ -328,71 +334,35 @@ static sarco_status check_rel_index(sarco_context *ctx, const sarco_st_file *st)
 static void swin_free(sarco_context *ctx, void *state) {
     swin *m = state;
     if (!m) return;
-    nnw w = {.pass = NNW_FREE, .ctx = ctx, .arch = "Swin"};
-    walk(&w, m);
-    sarco_head_free(ctx->be, &m->head);
+    tv_free_weights(ctx, walk, m, &m->head);
     ws_free(ctx->be, &m->ws);
     free(m);
 }
 
 /* torchvision.models.swin_t(weights=None, progress=True, num_classes=1000, dropout=0.0, attention_dropout=0.0,
- * stochastic_depth_prob=0.2, mlp_ratio=4.0): only num_classes changes the tensors, read from the head. */
-static sarco_status parse_kwargs(sarco_context *ctx, const json_t *kw, const sarco_st_file *st, swin *m) {
+ * stochastic_depth_prob=0.2): only num_classes changes the tensors (without the kwarg: the head's rows). */
+static sarco_status swin_load(sarco_context *ctx, const json_t *kwargs, const sarco_st_file *st, void **state) {
     static const char *const known[] = {"num_classes", "stochastic_depth_prob", "dropout", "attention_dropout",
                                         "weights", "progress", NULL};
-    const char *key;
-    json_t *val;
-    json_object_foreach((json_t *)kw, key, val) {
-        int ok = 0;
-        for (int i = 0; known[i] && !ok; i++) ok = strcmp(key, known[i]) == 0;
-        if (!ok) return sarco_fail(ctx, SARCO_ERR_UNSUPPORTED, "Swin: unknown kwarg \"%s\"", key);
-    }
-    const json_t *wt = json_object_get(kw, "weights");
-    if (wt && !json_is_null(wt))
-        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "Swin: kwarg weights must be null (the file holds them)");
-    const sarco_st_tensor *head = sarco_st_find(st, "head.weight");
-    if (!head || head->ndim != 2 || head->shape[0] < 1 || head->shape[0] > (1 << 20))
-        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "Swin: the head head.weight is missing or not a (classes, 768) matrix");
-    m->classes = head->shape[0];
-    sarco_head_init(&m->head, swin_dims[3]);
-    sarco_head_add_global_avg_pool(&m->head);
-    sarco_head_add_linear(&m->head, "head", m->classes, SARCO_ACT_NONE);
-    TRY(sarco_head_check(ctx, &m->head, "Swin"));
-    const json_t *nc = json_object_get(kw, "num_classes");
-    if (nc && (!json_is_integer(nc) || json_integer_value(nc) != m->classes))
-        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "Swin: kwarg num_classes does not match head.weight (%lld rows)",
-                          (long long)m->classes);
-    return SARCO_OK;
-}
-
-static sarco_status swin_load(sarco_context *ctx, const json_t *kwargs, const sarco_st_file *st, void **state) {
     *state = NULL;
+    TRY(tv_kw_known(ctx, ARCH, kwargs, known));
+    const json_t *wt = json_object_get(kwargs, "weights");
+    if (wt && !json_is_null(wt))
+        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, ARCH ": kwarg weights must be null (the file holds them)");
+    TRY(check_rel_index(ctx, st));
     swin *m = calloc(1, sizeof *m);
-    if (!m) return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "Swin: out of memory");
-    sarco_status s = parse_kwargs(ctx, kwargs, st, m);
-    if (s == SARCO_OK) s = check_rel_index(ctx, st);
-    if (s != SARCO_OK) {
-        free(m);
-        return s;
+    if (!m) return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, ARCH ": out of memory");
+    sarco_status s = tv_num_classes(ctx, ARCH, kwargs, st, "head.weight", &m->classes);
+    if (s == SARCO_OK) {
+        sarco_head_init(&m->head, swin_dims[3]);
+        sarco_head_add_global_avg_pool(&m->head);
+        sarco_head_add_linear(&m->head, "head", m->classes, SARCO_ACT_NONE);
+        static const char *const ignore[] = {"features.*.attn.relative_position_index", NULL}; /* checked above */
+        s = tv_load_weights(ctx, ARCH, st, walk, m, &m->head, ignore);
     }
-    sarco_wlist list = {0};
-    nnw w = {.pass = NNW_LIST, .ctx = ctx, .arch = "Swin", .list = &list};
-    walk(&w, m);
-    sarco_head_list(&m->head, &list);
-    static const char *const ignore[] = {"features.*.attn.relative_position_index", NULL}; /* checked above */
-    s = list.oom ? sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "Swin: out of memory listing the weights")
-                 : sarco_weights_check(ctx, st, &list, ignore);
-    sarco_wlist_free(&list);
     if (s != SARCO_OK) {
-        free(m);
+        free(m); /* tv_load_weights freed what it had prepared */
         return s;
-    }
-    w = (nnw){.pass = NNW_LOAD, .ctx = ctx, .arch = "Swin", .st = st, .s = SARCO_OK};
-    walk(&w, m);
-    if (w.s == SARCO_OK) w.s = sarco_head_load(ctx, &m->head, st);
-    if (w.s != SARCO_OK) {
-        swin_free(ctx, m);
-        return w.s;
     }
     *state = m;
     return SARCO_OK;
@@ -400,19 +370,11 @@ static sarco_status swin_load(sarco_context *ctx, const json_t *kwargs, const sa
 
 static sarco_status swin_output_shape(sarco_context *ctx, const void *state, int ndim, const int64_t *in,
                                       int64_t *out) {
-    const swin *m = state;
-    int64_t a[4];
-    if (ndim != 4)
-        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "Swin: the input must be (N, 3, H, W), got %d-D", ndim);
-    TRY(swin_features_shape(ctx, state, in, a));
-    out[0] = in[0];
-    out[1] = m->classes;
-    out[2] = out[3] = 1; /* (N, classes) as a 4-D shape */
-    return SARCO_OK;
+    return tv_output_shape(ctx, &swin_classifier, state, ndim, in, out);
 }
 
 SARCO_INTERNAL const sarco_arch sarco_arch_swin_t = {
-    .name = "torchvision.swin_t",
+    .name = ARCH,
     .load = swin_load,
     .output_shape = swin_output_shape,
     .forward = swin_forward,
