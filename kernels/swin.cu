@@ -1,5 +1,5 @@
 /* Swin Transformer ops as gathers (one thread per output element, index maps in kernels/swin_hd.h) and the
- * biased, masked attention softmax (one thread per score row, as kernels/softmax.cu). */
+ * fused window attention (one thread per (window, head): scores, bias + mask + softmax, x V). */
 #include "../lib/cuda/cuda_internal.h"
 #include "swin_hd.h"
 
@@ -17,9 +17,11 @@ __global__ void k_swin_reverse(int64_t total, sarco_swin_desc d, const float *x,
     }
 }
 
-__global__ void k_swin_attn(int64_t rows, sarco_swin_desc d, int64_t heads, const float *table, float *att) {
-    const int64_t L = d.win[0] * d.win[1];
-    SARCO_CU_FOR(r, rows) sarco_hd_swin_attn_row(&d, heads, table, r, att + r * L);
+/* one thread per (window, head) block, each with its own slice of the scratch arena */
+__global__ void k_swin_attention(int64_t blocks, sarco_swin_desc d, int64_t heads, const float *table, const float *qkv,
+                                 float *scratch, int64_t per, float *out) {
+    const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    SARCO_CU_FOR(b, blocks) sarco_hd_swin_attention_block(&d, heads, table, qkv, b, scratch + t * per, out);
 }
 
 __global__ void k_patch_merge(int64_t total, int64_t h, int64_t w, int64_t c, const float *x, float *y) {
@@ -65,18 +67,29 @@ sarco_status sarco_cu_swin_reverse(sarco_backend *be, const sarco_swin_desc *d, 
     return launched(be);
 }
 
-sarco_status sarco_cu_swin_attn_softmax(sarco_backend *be, const sarco_swin_desc *d, int64_t heads, const float *table,
-                                        float *att) {
+sarco_status sarco_cu_swin_attention(sarco_backend *be, const sarco_swin_desc *d, int64_t heads, const float *table,
+                                     const float *qkv, float *out) {
     sarco_status s = sarco_swin_desc_check(be->ctx, d, heads);
     if (s != SARCO_OK) return s;
-    if (heads < 1 || !table || !att)
-        return sarco_fail(be->ctx, SARCO_ERR_INVALID_ARGUMENT, "cuda swin_attn_softmax: heads %lld, or a NULL buffer",
-                          (long long)heads);
     const int64_t L = d->win[0] * d->win[1];
-    const int64_t rows = padded_tokens(d) / L * heads * L;
-    if (rows == 0) return SARCO_OK;
+    if (heads < 1 || d->c % heads || L > SARCO_SWIN_MAX_L || d->c / heads > SARCO_SWIN_MAX_DH || !table || !qkv ||
+        !out || qkv == out)
+        return sarco_fail(be->ctx, SARCO_ERR_INVALID_ARGUMENT,
+                          "cuda swin_attention: %lld heads for %lld channels, %lld tokens per window (at most %d tokens "
+                          "and %d channels per head), or NULL/aliased buffers",
+                          (long long)heads, (long long)d->c, (long long)L, SARCO_SWIN_MAX_L, SARCO_SWIN_MAX_DH);
+    const int64_t blocks = padded_tokens(d) / L * heads;
+    if (blocks == 0) return SARCO_OK;
     SARCO_CU_ENTER(be);
-    k_swin_attn<<<sarco_cu_blocks(rows, 128), 128, 0, sarco_cu_of(be)->stream>>>(rows, *d, heads, table, att);
+    const int64_t per = sarco_hd_swin_attention_scratch(L, d->c / heads);
+    const int threads = 64;
+    unsigned grid = sarco_cu_blocks(blocks, threads);
+    if (grid > 1024) grid = 1024; /* <= 65536 threads: the scratch stays <= 65536 x per floats */
+    void *scratch = NULL;
+    s = sarco_cu_scratch(be, (size_t)grid * threads * (size_t)per * sizeof(float), &scratch);
+    if (s != SARCO_OK) return s;
+    k_swin_attention<<<grid, threads, 0, sarco_cu_of(be)->stream>>>(blocks, *d, heads, table, qkv, (float *)scratch, per,
+                                                                    out);
     return launched(be);
 }
 

@@ -75,6 +75,44 @@ SARCO_HD void sarco_hd_swin_attn_row(const sarco_swin_desc *d, int64_t heads, co
     sarco_hd_softmax_line(x, L, 1, x);
 }
 
+/* Window attention of one (window, head) block: blk = window wi of the whole batch x heads + head h; qkv
+ * (N nW, L, 3C) as the qkv Linear writes it, each token (3, heads, dh); out (N nW, L, C) heads concatenated.
+ * torchvision: q = q dh^-0.5; softmax(q K^T + bias + mask) V. scratch: sarco_hd_swin_attention_scratch
+ * floats (K^T of the block, then one score row), so the score loop runs along contiguous memory. */
+#define SARCO_SWIN_MAX_L 256   /* tokens per window (16 x 16) */
+#define SARCO_SWIN_MAX_DH 128  /* channels per head */
+SARCO_HD int64_t sarco_hd_swin_attention_scratch(int64_t L, int64_t dh) { return (dh + 1) * L; }
+
+SARCO_HD void sarco_hd_swin_attention_block(const sarco_swin_desc *d, int64_t heads, const float *table,
+                                            const float *qkv, int64_t blk, float *scratch, float *out) {
+    const int64_t L = d->win[0] * d->win[1], C = d->c, dh = C / heads;
+    const int64_t h = blk % heads, wi = blk / heads;
+    const float scale = 1.0f / sqrtf((float)dh);
+    const float *base = qkv + wi * L * 3 * C;
+    float *kt = scratch, *s = scratch + dh * L; /* K^T (dh, L), one score row (L) */
+    for (int64_t j = 0; j < L; j++)
+        for (int64_t p = 0; p < dh; p++) kt[p * L + j] = base[j * 3 * C + C + h * dh + p];
+    for (int64_t i = 0; i < L; i++) {
+        const float *q = base + i * 3 * C + h * dh;
+        for (int64_t j = 0; j < L; j++) s[j] = 0.0f;
+        for (int64_t p = 0; p < dh; p++) {
+            const float qp = q[p] * scale;
+            const float *kr = kt + p * L;
+            SARCO_HD_SIMD
+            for (int64_t j = 0; j < L; j++) s[j] += qp * kr[j];
+        }
+        sarco_hd_swin_attn_row(d, heads, table, (wi * heads + h) * L + i, s); /* + bias + mask, softmax */
+        float *o = out + (wi * L + i) * C + h * dh;
+        for (int64_t p = 0; p < dh; p++) o[p] = 0.0f;
+        for (int64_t j = 0; j < L; j++) {
+            const float *v = base + j * 3 * C + 2 * C + h * dh;
+            const float pj = s[j];
+            SARCO_HD_SIMD
+            for (int64_t p = 0; p < dh; p++) o[p] += pj * v[p];
+        }
+    }
+}
+
 /* Patch merging: element e of y (N, H2, W2, 4C) comes from x (N, H, W, C) at the returned index, or -1
  * for the zero padding. Quarter k = 0..3 takes offset (k & 1, k >> 1) (rows, cols): x0, x1, x2, x3. */
 SARCO_HD int64_t sarco_hd_patch_merge_src(int64_t h, int64_t w, int64_t c, int64_t e) {

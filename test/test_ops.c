@@ -17,7 +17,7 @@
  *   window_accumulate                   1e-12      one product and one add per window against double;
  *                                                  also bit-exact against the float loop (MONAI's order)
  *   argmax_labels                       exact      labels (torch.argmax ties and NaN)
- *   swin_attn_softmax                   1e-11      fp32 adds of bias and mask, then softmax
+ *   swin_attention                      1e-10      fp32 q.k sums (dh terms), bias, mask, softmax, P V sums
  *   to_cl, from_cl, patchify, unpatchify, concat, max pool, memory ops,
  *   swin_partition, patch_merge         0 (pure data movement)
  *   swin_reverse                        0 without residual, 1e-12 with it (one fp32 add)
@@ -1684,7 +1684,7 @@ static void test_table(void **state) {
                          (const void *)o->window_accumulate,
                          (const void *)o->argmax_labels, (const void *)o->edt_axis, (const void *)o->label_stats,
                          (const void *)o->swin_partition, (const void *)o->swin_reverse,
-                         (const void *)o->swin_attn_softmax, (const void *)o->patch_merge, (const void *)o->destroy};
+                         (const void *)o->swin_attention, (const void *)o->patch_merge, (const void *)o->destroy};
     for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
         if (!fns[i]) fail_msg("%s: op table entry %zu is NULL", o->name, i);
     assert_ptr_equal(t->be->ctx, t->ctx);
@@ -1772,12 +1772,12 @@ static void test_errors(void **state) {
  * row scaling); the mask by its slice assignments with Python's negative-index rules. */
 
 typedef struct swin_case {
-    int kind; /* 0 partition, 1 reverse, 2 attention softmax, 3 patch merge */
+    int kind; /* 0 partition, 1 reverse, 2 attention, 3 patch merge */
     sarco_swin_desc d;
     int64_t heads;
     const float *x, *res, *table;
     size_t nx, ny, nt;
-} swin_case;
+} swin_case; /* attention: x = qkv, ny = the output's size */
 
 static void swin_on(T *t, sarco_backend *be, const void *arg, float *out) {
     const swin_case *c = arg;
@@ -1792,7 +1792,8 @@ static void swin_on(T *t, sarco_backend *be, const void *arg, float *out) {
         s = be->ops->swin_reverse(be, &c->d, x, c->res ? y : NULL, y);
     } else if (c->kind == 2) {
         float *tab = dnew(t, be, c->table, c->nt);
-        s = be->ops->swin_attn_softmax(be, &c->d, c->heads, tab, x);
+        y = dnew(t, be, NULL, c->ny);
+        s = be->ops->swin_attention(be, &c->d, c->heads, tab, x, y);
     } else {
         y = dnew(t, be, NULL, c->ny);
         s = be->ops->patch_merge(be, c->d.n, c->d.h, c->d.w, c->d.c, x, y);
@@ -1896,17 +1897,21 @@ static void swin_test(T *t, const char *label, sarco_swin_desc d, int64_t heads)
                     count++;
                 }
         }
-        const size_t natt = (size_t)(n * nW * heads * L * L), ntb = (size_t)(ntab * heads);
-        float *att = rnd(t, natt, 3, 0), *table = rnd(t, ntb, 2, 0);
-        double *ref = dalloc(natt), *row = dalloc((size_t)L);
+        /* qkv (n nW, L, 3C), each token (3, heads, dh) -> out (n nW, L, C) */
+        const int64_t dh = C / heads;
+        const size_t nqkv = (size_t)(n * nW * L * 3 * C), nout = nwin, ntb = (size_t)(ntab * heads);
+        float *qkv = rnd(t, nqkv, 2, 0), *table = rnd(t, ntb, 2, 0);
+        double *ref = dalloc(nout), *row = dalloc((size_t)L);
         for (int64_t b = 0; b < n * nW; b++) {
             int64_t w = b % nW, wr = w / nww, wc = w % nww;
+            const float *qb = qkv + b * L * 3 * C;
             for (int64_t h = 0; h < heads; h++)
                 for (int64_t i = 0; i < L; i++) {
-                    size_t base = (size_t)(((b * heads + h) * L + i) * L);
                     double m = -INFINITY, sum = 0;
                     for (int64_t j = 0; j < L; j++) {
-                        double v = att[base + j] + (double)table[idx[i * L + j] * heads + h];
+                        double v = 0;
+                        for (int64_t p = 0; p < dh; p++) v += (double)qb[i * 3 * C + h * dh + p] * qb[j * 3 * C + C + h * dh + p];
+                        v = v / sqrt((double)dh) + (double)table[idx[i * L + j] * heads + h];
                         if (shifted) {
                             int64_t li = lab[(wr * Wh + i / Ww) * pw + wc * Ww + i % Ww];
                             int64_t lj = lab[(wr * Wh + j / Ww) * pw + wc * Ww + j % Ww];
@@ -1916,15 +1921,19 @@ static void swin_test(T *t, const char *label, sarco_swin_desc d, int64_t heads)
                         m = v > m ? v : m;
                     }
                     for (int64_t j = 0; j < L; j++) sum += exp(row[j] - m);
-                    for (int64_t j = 0; j < L; j++) ref[base + j] = exp(row[j] - m) / sum;
+                    for (int64_t p = 0; p < dh; p++) {
+                        double o = 0;
+                        for (int64_t j = 0; j < L; j++) o += exp(row[j] - m) / sum * qb[j * 3 * C + 2 * C + h * dh + p];
+                        ref[(b * L + i) * C + h * dh + p] = o;
+                    }
                 }
         }
-        snprintf(l2, sizeof l2, "%s attention softmax", label);
-        swin_case ac = {2, d, heads, att, NULL, table, natt, natt, ntb};
-        run_check(t, OP_SWIN, l2, swin_on, &ac, ref, natt, TOL_SOFTMAX);
+        snprintf(l2, sizeof l2, "%s attention", label);
+        swin_case ac = {2, d, heads, qkv, NULL, table, nqkv, nout, ntb};
+        run_check(t, OP_SWIN, l2, swin_on, &ac, ref, nout, TOL_GEMM);
         free(idx);
         free(lab);
-        free(att);
+        free(qkv);
         free(table);
         free(ref);
         free(row);
@@ -1961,13 +1970,13 @@ static void swin_test(T *t, const char *label, sarco_swin_desc d, int64_t heads)
 static void test_swin(void **state) {
     T *t = *state;
     /* rectangular windows and shifts, padding on both axes */
-    swin_test(t, "swin 9x10 win 3x4 shift 1,2", (sarco_swin_desc){2, 9, 10, 5, {3, 4}, {1, 2}}, 3);
-    /* torchvision's window 7: H 5 pads to 7 = window, so its shift is 0 while W's stays 3 */
-    swin_test(t, "swin 5x20 win 7 shift 0,3", (sarco_swin_desc){1, 5, 20, 4, {7, 7}, {0, 3}}, 2);
+    swin_test(t, "swin 9x10 win 3x4 shift 1,2", (sarco_swin_desc){2, 9, 10, 6, {3, 4}, {1, 2}}, 3);
+    /* torchvision's window 7: H 5 pads to 7 = window, so its shift is 0 while W's stays 3; dh 5 (odd) */
+    swin_test(t, "swin 5x20 win 7 shift 0,3", (sarco_swin_desc){1, 5, 20, 10, {7, 7}, {0, 3}}, 2);
     /* unshifted (no mask), odd sizes */
     swin_test(t, "swin 13x8 win 7 no shift", (sarco_swin_desc){2, 13, 8, 3, {7, 7}, {0, 0}}, 1);
-    /* a stage smaller than the window: everything one padded window */
-    swin_test(t, "swin 3x2 win 7", (sarco_swin_desc){1, 3, 2, 6, {7, 7}, {0, 0}}, 4);
+    /* a stage smaller than the window: everything one padded window; swin_t's head width 32 */
+    swin_test(t, "swin 3x2 win 7", (sarco_swin_desc){1, 3, 2, 64, {7, 7}, {0, 0}}, 2);
     /* bad descs name the problem */
     sarco_backend *be = t->be;
     float *x = dnew(t, be, NULL, 64), *y = dnew(t, be, NULL, 64);
@@ -1978,10 +1987,13 @@ static void test_swin(void **state) {
     bad = (sarco_swin_desc){1, 14, 14, 1, {7, 7}, {7, 0}}; /* shift not below the window */
     assert_int_equal(be->ops->swin_reverse(be, &bad, x, NULL, y), SARCO_ERR_INVALID_ARGUMENT);
     bad = (sarco_swin_desc){1, 14, 14, 1, {0, 7}, {0, 0}};
-    assert_int_equal(be->ops->swin_attn_softmax(be, &bad, 1, x, y), SARCO_ERR_INVALID_ARGUMENT);
+    assert_int_equal(be->ops->swin_attention(be, &bad, 1, x, x, y), SARCO_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(sarco_last_error(t->ctx), "window"));
-    bad = (sarco_swin_desc){1, 7, 7, 1, {7, 7}, {0, 0}};
-    assert_int_equal(be->ops->swin_attn_softmax(be, &bad, 0, x, y), SARCO_ERR_INVALID_ARGUMENT);
+    bad = (sarco_swin_desc){1, 7, 7, 4, {7, 7}, {0, 0}};
+    assert_int_equal(be->ops->swin_attention(be, &bad, 0, x, x, y), SARCO_ERR_INVALID_ARGUMENT);
+    assert_int_equal(be->ops->swin_attention(be, &bad, 3, x, x, y), SARCO_ERR_INVALID_ARGUMENT); /* 4 % 3 */
+    bad = (sarco_swin_desc){1, 17, 17, 4, {17, 17}, {0, 0}};
+    assert_int_equal(be->ops->swin_attention(be, &bad, 1, x, x, y), SARCO_ERR_INVALID_ARGUMENT); /* L 289 */
     assert_int_equal(be->ops->patch_merge(be, 1, 0, 4, 1, x, y), SARCO_ERR_INVALID_ARGUMENT);
     assert_int_equal(be->ops->patch_merge(be, 1, 2, 2, 1, x, x), SARCO_ERR_INVALID_ARGUMENT);
     dfree_all(t, "swin errors");

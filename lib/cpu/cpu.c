@@ -637,17 +637,33 @@ static sarco_status cpu_swin_reverse(sarco_backend *be, const sarco_swin_desc *d
     return SARCO_OK;
 }
 
-static sarco_status cpu_swin_attn_softmax(sarco_backend *be, const sarco_swin_desc *d, int64_t heads,
-                                          const float *table, float *att) {
+/* one (window, head) block per iteration (kernels/swin_hd.h), its scratch on the thread's stack */
+static sarco_status cpu_swin_attention(sarco_backend *be, const sarco_swin_desc *d, int64_t heads, const float *table,
+                                       const float *qkv, float *out) {
     sarco_status s = sarco_swin_desc_check(be->ctx, d, heads);
     if (s != SARCO_OK) return s;
-    if (heads < 1) return BAD(be, "swin_attn_softmax: heads = %lld", (long long)heads);
-    if (d->n && (!table || !att)) return BAD(be, "swin_attn_softmax: NULL buffer");
     const int64_t L = d->win[0] * d->win[1];
+    if (heads < 1 || d->c % heads || L > SARCO_SWIN_MAX_L || d->c / heads > SARCO_SWIN_MAX_DH)
+        return BAD(be, "swin_attention: %lld heads for %lld channels, %lld tokens per window (at most %d tokens and %d "
+                   "channels per head)",
+                   (long long)heads, (long long)d->c, (long long)L, SARCO_SWIN_MAX_L, SARCO_SWIN_MAX_DH);
+    if (d->n && (!table || !qkv || !out || qkv == out)) return BAD(be, "swin_attention: NULL or aliased buffers");
     const int64_t nw = sarco_hd_swin_pad(d->h, d->win[0]) / d->win[0] * (sarco_hd_swin_pad(d->w, d->win[1]) / d->win[1]);
-    const int64_t rows = d->n * nw * heads * L;
-#pragma omp parallel for num_threads(sarco_cpu_of(be)->threads) schedule(static) if (rows * L >= SARCO_CPU_PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) sarco_hd_swin_attn_row(d, heads, table, r, att + r * L);
+    const int64_t blocks = d->n * nw * heads;
+    const size_t bytes = (size_t)sarco_hd_swin_attention_scratch(L, d->c / heads) * sizeof(float);
+#pragma omp parallel num_threads(sarco_cpu_of(be)->threads) if (blocks > 1)
+    {
+        float *scratch = malloc(bytes); /* <= 129 KB; per thread, not per block */
+        if (scratch) {
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < blocks; b++) sarco_hd_swin_attention_block(d, heads, table, qkv, b, scratch, out);
+        } else {
+#pragma omp atomic write
+            s = SARCO_ERR_OUT_OF_MEMORY;
+        }
+        free(scratch);
+    }
+    if (s != SARCO_OK) return sarco_fail(be->ctx, s, "swin_attention: out of memory for %zu bytes of scratch", bytes);
     return SARCO_OK;
 }
 
@@ -717,7 +733,7 @@ static const sarco_backend_ops cpu_ops = {
     .label_stats = cpu_label_stats,
     .swin_partition = cpu_swin_partition,
     .swin_reverse = cpu_swin_reverse,
-    .swin_attn_softmax = cpu_swin_attn_softmax,
+    .swin_attention = cpu_swin_attention,
     .patch_merge = cpu_patch_merge,
     .destroy = cpu_destroy,
 };

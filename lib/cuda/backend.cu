@@ -202,7 +202,7 @@ static const sarco_backend_ops cuda_ops = {
     .label_stats = sarco_cu_label_stats,
     .swin_partition = sarco_cu_swin_partition,
     .swin_reverse = sarco_cu_swin_reverse,
-    .swin_attn_softmax = sarco_cu_swin_attn_softmax,
+    .swin_attention = sarco_cu_swin_attention,
     .patch_merge = sarco_cu_patch_merge,
     .destroy = cu_destroy,
 };

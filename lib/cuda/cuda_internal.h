@@ -139,8 +139,8 @@ SARCO_INTERNAL sarco_status sarco_cu_swin_partition(sarco_backend *be, const sar
                                                     float *y);
 SARCO_INTERNAL sarco_status sarco_cu_swin_reverse(sarco_backend *be, const sarco_swin_desc *d, const float *x,
                                                   const float *residual, float *y);
-SARCO_INTERNAL sarco_status sarco_cu_swin_attn_softmax(sarco_backend *be, const sarco_swin_desc *d, int64_t heads,
-                                                       const float *table, float *att);
+SARCO_INTERNAL sarco_status sarco_cu_swin_attention(sarco_backend *be, const sarco_swin_desc *d, int64_t heads,
+                                                    const float *table, const float *qkv, float *out);
 SARCO_INTERNAL sarco_status sarco_cu_patch_merge(sarco_backend *be, int64_t n, int64_t h, int64_t w, int64_t c,
                                                  const float *x, float *y);
 

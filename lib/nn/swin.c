@@ -13,7 +13,8 @@
  * (shifted_window_attention): pad the normed map with zeros on the right/bottom to window multiples; set an
  * axis's shift to 0 when the window covers its padded size; roll by -shift; cut into windows; qkv =
  * Linear(C, 3C) laid out (3, heads, dh) per token; q scaled by dh^-0.5; scores + relative_position_bias_table
- * [relative_position_index] + (with a shift) the -100 mask between roll regions; softmax; x V; proj
+ * [relative_position_index] + (with a shift) the -100 mask between roll regions; softmax; x V (one fused
+ * op, swin_attention); proj
  * Linear(C, C); windows back, roll by +shift, crop. The zero padding tokens take part as keys and values
  * (their k and v are the qkv bias), exactly as in torchvision. PatchMerging: zero-pad to even H, W, concat
  * x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2] -> LayerNorm(4C) (.norm) -> Linear(4C, 2C, no
@@ -62,7 +63,6 @@ typedef struct swin_ws {
     float *cur, *t;  /* (N, h, w, C) residual stream and normed map; t also holds the merged (N, h/2, w/2, 4C) */
     float *win;      /* (N nW, L, C) windows, later the proj output */
     float *qkv;      /* (N nW, L, 3C) */
-    float *att;      /* (N nW, heads, L, L) scores, then probabilities */
     float *heads;    /* (N nW, L, C) attention output before proj */
     float *mlp;      /* (N, h, w, 4C) */
     float *feat;     /* (N, h4, w4, 768): the final norm's output, the Grad-CAM target A */
@@ -106,28 +106,11 @@ static sarco_status attention_forward(sarco_backend *be, swin *m, const swin_blo
                                .shift = {shifted && SWIN_WIN < padded(h) ? SWIN_SHIFT : 0,
                                          shifted && SWIN_WIN < padded(w) ? SWIN_SHIFT : 0}};
     const int64_t L = SWIN_WIN * SWIN_WIN, nb = n * (padded(h) / SWIN_WIN) * (padded(w) / SWIN_WIN);
-    const int64_t dh = C / heads;
     TRY(op->swin_partition(be, &d, ws->t, ws->win));                  /* pad, roll, windows */
     TRY(op->linear_run(be, k->qkv, nb * L, ws->win, NULL, ws->qkv)); /* (nb, L, 3C) = (3, heads, dh) per token */
-    for (int64_t hd = 0; hd < heads; hd++) {
-        /* scores[b, hd] (L, L) = dh^-0.5 Q K^T, Q(i, p) = qkv[b, i, hd dh + p], K^T(p, j) = qkv[b, j, C + hd dh + p] */
-        const sarco_gemm_desc qk = {.batch = nb, .m = L, .n = L, .k = dh,
-                                    .a_bs = L * 3 * C, .a_rs = 3 * C, .a_cs = 1,
-                                    .b_bs = L * 3 * C, .b_rs = 1, .b_cs = 3 * C,
-                                    .c_bs = heads * L * L, .c_rs = L,
-                                    .alpha = (float)(1.0 / sqrt((double)dh)), .beta = 0.0f};
-        TRY(op->gemm(be, &qk, ws->qkv + hd * dh, ws->qkv + C + hd * dh, ws->att + hd * L * L));
-    }
-    TRY(op->swin_attn_softmax(be, &d, heads, k->table, ws->att)); /* + bias + mask, softmax */
-    for (int64_t hd = 0; hd < heads; hd++) {
-        /* out[b, i, hd dh + j] = sum_p P[b, hd](i, p) V(p, j), V(p, j) = qkv[b, p, 2C + hd dh + j] */
-        const sarco_gemm_desc pv = {.batch = nb, .m = L, .n = dh, .k = L,
-                                    .a_bs = heads * L * L, .a_rs = L, .a_cs = 1,
-                                    .b_bs = L * 3 * C, .b_rs = 3 * C, .b_cs = 1,
-                                    .c_bs = L * C, .c_rs = C,
-                                    .alpha = 1.0f, .beta = 0.0f};
-        TRY(op->gemm(be, &pv, ws->att + hd * L * L, ws->qkv + 2 * C + hd * dh, ws->heads + hd * dh));
-    }
+    /* softmax(q dh^-0.5 K^T + bias + mask) V per window and head, in one op: each score row is 49 long,
+     * too small for a batched gemm (oneDNN 2.6 ran the strided (window, 49, 32) batches at ~0.1 GFLOP/s) */
+    TRY(op->swin_attention(be, &d, heads, k->table, ws->qkv, ws->heads));
     TRY(op->linear_run(be, k->proj, nb * L, ws->heads, NULL, ws->win));
     return op->swin_reverse(be, &d, ws->win, ws->cur, ws->cur); /* windows back, roll back, crop, + x */
 }
@@ -208,7 +191,7 @@ static sarco_status swin_forward(sarco_context *ctx, void *state, int ndim, cons
  * ================================================================================================ */
 
 static void ws_free(sarco_backend *be, swin_ws *w) {
-    float **all[] = {&w->x, &w->cur, &w->t, &w->win, &w->qkv, &w->att, &w->heads, &w->mlp, &w->feat};
+    float **all[] = {&w->x, &w->cur, &w->t, &w->win, &w->qkv, &w->heads, &w->mlp, &w->feat};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (*all[i] && be) be->ops->free(be, *all[i]);
         *all[i] = NULL;
@@ -227,17 +210,15 @@ static sarco_status workspace(sarco_context *ctx, swin *m, int64_t n, int64_t H,
     swin_ws *ws = &m->ws;
     if (ws->n == n && ws->h == H && ws->w == W) return SARCO_OK;
     ws_free(ctx->be, ws);
-    /* per image: the largest map (a stage's, or a merge's 4C gather), padded window matrix and score set
+    /* per image: the largest map (a stage's, or a merge's 4C gather) and padded window matrix
      * (sizes are capped by output_shape, so nothing overflows) */
-    int64_t map = 0, win = 0, att = 0, h, w;
+    int64_t map = 0, win = 0, h, w;
     for (int s = 0; s < SWIN_STAGES; s++) {
         stage_size(H, W, s, &h, &w);
-        const int64_t C = swin_dims[s], nw = padded(h) / SWIN_WIN * (padded(w) / SWIN_WIN);
+        const int64_t C = swin_dims[s];
         if (h * w * C > map) map = h * w * C;
         if (s + 1 < SWIN_STAGES && (h + 1) / 2 * ((w + 1) / 2) * 4 * C > map) map = (h + 1) / 2 * ((w + 1) / 2) * 4 * C;
         if (padded(h) * padded(w) * C > win) win = padded(h) * padded(w) * C;
-        if (nw * swin_heads[s] * SWIN_WIN * SWIN_WIN * SWIN_WIN * SWIN_WIN > att)
-            att = nw * swin_heads[s] * SWIN_WIN * SWIN_WIN * SWIN_WIN * SWIN_WIN;
     }
     stage_size(H, W, 3, &h, &w);
     sarco_status s = SARCO_OK;
@@ -246,7 +227,6 @@ static sarco_status workspace(sarco_context *ctx, swin *m, int64_t n, int64_t H,
     ws_buf(ctx, n * map, &ws->t, &s);
     ws_buf(ctx, n * win, &ws->win, &s);
     ws_buf(ctx, 3 * n * win, &ws->qkv, &s);
-    ws_buf(ctx, n * att, &ws->att, &s);
     ws_buf(ctx, n * win, &ws->heads, &s);
     ws_buf(ctx, 4 * n * map, &ws->mlp, &s);
     ws_buf(ctx, n * h * w * swin_dims[3], &ws->feat, &s);

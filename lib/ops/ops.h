@@ -123,11 +123,12 @@ typedef struct sarco_window_desc {
  *   swin_partition: x (N, H, W, C) -> windows (N nW, L, C)
  *   swin_reverse:   windows (N nW, L, C) -> y (N, H, W, C) = residual + (windows placed back, rolled by
  *                   +shift, cropped); residual may be NULL and y may alias residual
- *   swin_attn_softmax: scores (N nW, heads, L, L) in place: + relative position bias + shift mask, then
- *                   softmax over the last axis. bias[h](i, j) = table[rel(i, j) heads + h] with torchvision's
+ *   swin_attention: qkv (N nW, L, 3C), each token laid out (3, heads, C / heads) as the qkv Linear writes it
+ *                   -> out (N nW, L, C) = per window and head softmax(Q K^T (C/heads)^-0.5 + bias + mask) V,
+ *                   heads concatenated. bias[h](i, j) = table[rel(i, j) heads + h] with torchvision's
  *                   relative_position_index rel(i, j) = (ri - rj + win0 - 1)(2 win1 - 1) + ci - cj + win1 - 1
  *                   (table: ((2 win0 - 1)(2 win1 - 1), heads)); the mask adds -100 between tokens of
- *                   different shift regions when some shift is non-zero.
+ *                   different shift regions when some shift is non-zero. L <= 256.
  * shift[] is the one torchvision applies: the caller sets it to 0 on an axis where win >= padded size.
  * Patch merging: x (N, H, W, C) -> y (N, ceil(H/2), ceil(W/2), 4C) = cat(x[0::2, 0::2], x[1::2, 0::2],
  * x[0::2, 1::2], x[1::2, 1::2]) after zero-padding H and W to even sizes (torchvision's _patch_merging_pad). */
@@ -253,8 +254,8 @@ typedef struct sarco_backend_ops {
     sarco_status (*swin_partition)(sarco_backend *be, const sarco_swin_desc *d, const float *x, float *windows);
     sarco_status (*swin_reverse)(sarco_backend *be, const sarco_swin_desc *d, const float *windows,
                                  const float *residual, float *y);
-    sarco_status (*swin_attn_softmax)(sarco_backend *be, const sarco_swin_desc *d, int64_t heads, const float *table,
-                                      float *scores);
+    sarco_status (*swin_attention)(sarco_backend *be, const sarco_swin_desc *d, int64_t heads, const float *table,
+                                   const float *qkv, float *out);
     sarco_status (*patch_merge)(sarco_backend *be, int64_t n, int64_t h, int64_t w, int64_t c, const float *x,
                                 float *y);
 
@@ -285,7 +286,7 @@ SARCO_INTERNAL sarco_status sarco_backend_open_cuda(sarco_context *ctx, sarco_ba
 /* The entry point libsarco_cuda.so exports (the only symbol it exports besides sarco_cuda_abi). */
 #define SARCO_CUDA_ABI_VERSION 4 /* 2: window_accumulate, argmax_labels; 3: edt_axis, label_stats;
                                   * 4: adaptive_avg_pool2d (cls-cnn), swin_partition, swin_reverse,
-                                  *    swin_attn_softmax, patch_merge (cls-tx) */
+                                  *    swin_attention, patch_merge (cls-tx) */
 typedef sarco_status (*sarco_cuda_create_fn)(sarco_context *ctx, sarco_backend **out, char *msg,
                                              size_t msg_size);
 
