@@ -109,7 +109,7 @@ static sarco_status attention_forward(sarco_backend *be, swin *m, const swin_blo
     TRY(op->swin_partition(be, &d, ws->t, ws->win));                  /* pad, roll, windows */
     TRY(op->linear_run(be, k->qkv, nb * L, ws->win, NULL, ws->qkv)); /* (nb, L, 3C) = (3, heads, dh) per token */
     /* softmax(q dh^-0.5 K^T + bias + mask) V per window and head, in one op: each score row is 49 long,
-     * too small for a batched gemm (oneDNN 2.6 ran the strided (window, 49, 32) batches at ~0.1 GFLOP/s) */
+     * too small for a batched gemm (oneDNN 2.6 ran the strided (window, 49, 32) batches at ~0.3 GFLOP/s) */
     TRY(op->swin_attention(be, &d, heads, k->table, ws->qkv, ws->heads));
     TRY(op->linear_run(be, k->proj, nb * L, ws->heads, NULL, ws->win));
     return op->swin_reverse(be, &d, ws->win, ws->cur, ws->cur); /* windows back, roll back, crop, + x */
