@@ -8,7 +8,9 @@ torchvision model, fills its state_dict that way (BatchNorm statistics included,
 runs it in float64 on seeded inputs and writes test/data/classifier/manifest.json:
   models[]: arch, kwargs, seed, tensors [[name, shape, scale, offset], ...] (state_dict order,
             num_batches_tracked left out), cases [{input [N, C, H, W], seed, logits (float64),
-            torch_fp32_rel_l2: how far torchvision's own float32 run is from float64}]
+            torch_fp32_rel_l2: how far torchvision's own float32 run is from float64; for the first case
+            also gradcam_weights: the spatial mean of d logit[gradcam_target] / dA of sample 0, A being
+            the Grad-CAM target layer's output, through torchvision's head modules in float64}]
 It also checks that sarco.convert accepts each state_dict (the smaller ones), num_classes read from
 the head's shape.
 """
@@ -19,6 +21,7 @@ import tempfile
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,6 +44,18 @@ MODELS = [
     ("torchvision.efficientnet_b0", {"num_classes": 1}, 402, [(1, 112, 150)]),
 ]
 CONVERT_CHECK = {"torchvision.efficientnet_b0", "torchvision.resnet50", "torchvision.densenet121"}
+
+
+def split(arch, model, x):
+    """A (the Grad-CAM target activation, NCHW) and the head as a function of it, from torchvision's modules"""
+    if arch == "torchvision.resnet50":
+        m = model
+        a = m.layer4(m.layer3(m.layer2(m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(x))))))))
+        return a, lambda t: m.fc(torch.flatten(m.avgpool(t), 1))
+    a = model.features(x)  # vgg: features[-1] (last max pool); densenet: norm5; efficientnet: features[8]
+    if arch == "torchvision.densenet121":
+        return a, lambda t: model.classifier(torch.flatten(F.adaptive_avg_pool2d(F.relu(t), (1, 1)), 1))
+    return a, lambda t: model.classifier(torch.flatten(model.avgpool(t), 1))
 
 
 def build(arch, kwargs):
@@ -80,8 +95,19 @@ def main():
                 ref = m64(torch.from_numpy(x).double()).numpy()
                 f32 = model(torch.from_numpy(x)).double().numpy()
             rel = float(np.linalg.norm(f32 - ref) / np.linalg.norm(ref))
-            out_cases.append({"input": [n, 3, h, w], "seed": cseed, "logits": ref.reshape(-1).tolist(),
-                              "torch_fp32_rel_l2": rel})
+            case = {"input": [n, 3, h, w], "seed": cseed, "logits": ref.reshape(-1).tolist(),
+                    "torch_fp32_rel_l2": rel}
+            if ci == 0:
+                # Grad-CAM channel weights of sample 0 for the last class: the spatial mean of
+                # d logit / dA through torchvision's own head modules, in float64
+                a, head = split(arch, m64, torch.from_numpy(x[:1]).double())
+                a = a.detach().requires_grad_(True)
+                logits = head(a)
+                assert torch.allclose(logits.detach(), torch.from_numpy(ref[:1]), rtol=1e-12, atol=1e-12)
+                logits[0, -1].backward()
+                case["gradcam_target"] = int(logits.shape[1] - 1)
+                case["gradcam_weights"] = [float(f"{v:.9g}") for v in a.grad[0].mean((1, 2)).tolist()]
+            out_cases.append(case)
             print(f"{arch} {kwargs} {n}x{h}x{w}: |logits| {np.abs(ref).max():.3g}, torch fp32 rel L2 {rel:.2e}",
                   flush=True)
         models.append({"arch": arch, "kwargs": kwargs, "seed": seed, "tensors": tensors, "cases": out_cases})

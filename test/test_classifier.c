@@ -8,7 +8,9 @@
  *   - sarco_model_forward's logits: relative L2 against torchvision < 1e-5 (FP32 against float64);
  *   - the classifier split: features + sarco_head_forward equal the forward; the host double head
  *     (sarco_head_backward_host, the Grad-CAM path) on the downloaded A gives the torchvision logits
- *     (relative L2 < 1e-5) and the pooled features have the final linear's width.
+ *     (relative L2 < 1e-5) and the pooled features have the final linear's width;
+ *   - Grad-CAM's channel weights (spatial mean of d logit / dA, first case, sample 0) against
+ *     torchvision's autograd through its own head modules in float64: relative L2 < 1e-5.
  * Then refusals: a missing tensor, a mis-shaped one, an unknown kwarg and a wrong input channel count
  * fail with the name in the message. The CUDA group reruns the models in FP32 or prints "SKIP cuda: ...".
  */
@@ -29,6 +31,7 @@
 
 #define MANIFEST "test/data/classifier/manifest.json"
 #define REL_L2_MAX 1e-5
+#define CAM_REL_L2_MAX 1e-5 /* Grad-CAM channel weights: our double backward on FP32 A vs torch float64 */
 
 /* ---- the seeded fill (test/classifier_seed.py) ---- */
 
@@ -238,22 +241,43 @@ static void check_model(fixture *fx, sarco_context *ctx, const json_t *model) {
         assert_int_equal(be->ops->download(be, y2, dy, (size_t)ny * sizeof(float)), SARCO_OK);
         double split = 0;
         for (int64_t k = 0; k < ny; k++) split = fmax(split, fabs((double)y2[k] - y[k]));
-        for (int64_t b = 0; b < a[0]; b++)
-            assert_int_equal(sarco_head_backward_host(ctx, head, a[1], a[2], Ah + b * per, 0, lh + b * classes, dA),
+        /* the host head per sample; sample 0 with the manifest's Grad-CAM target, whose channel weights
+         * (spatial means of d logit / dA) torchvision's autograd gave */
+        const json_t *gw = json_object_get(c, "gradcam_weights");
+        const int64_t target = gw ? json_integer_value(json_object_get(c, "gradcam_target")) : 0;
+        double cam_err = -1;
+        for (int64_t b = 0; b < a[0]; b++) {
+            assert_int_equal(sarco_head_backward_host(ctx, head, a[1], a[2], Ah + b * per, b ? 0 : target,
+                                                      lh + b * classes, dA),
                              SARCO_OK);
+            if (b == 0 && gw) {
+                assert_int_equal((int64_t)json_array_size(gw), a[3]);
+                double *alpha = calloc((size_t)a[3], sizeof *alpha), *aref = malloc((size_t)a[3] * sizeof *aref);
+                assert_true(alpha && aref);
+                for (int64_t p = 0; p < a[1] * a[2]; p++)
+                    for (int64_t k = 0; k < a[3]; k++) alpha[k] += dA[p * a[3] + k] / (double)(a[1] * a[2]);
+                for (int64_t k = 0; k < a[3]; k++) aref[k] = json_real_value(json_array_get(gw, (size_t)k));
+                cam_err = rel_l2_dd(alpha, aref, a[3]);
+                free(alpha);
+                free(aref);
+            }
+        }
         const double host_err = rel_l2_dd(lh, ref, ny);
+        char cam_text[32] = "-";
+        if (cam_err >= 0) snprintf(cam_text, sizeof cam_text, "%.2e", cam_err);
         const int64_t pd = sarco_head_pooled_dim(head, a[1], a[2]);
         assert_int_equal(pd, head->layers[sarco_head_final_linear(head)].in);
 
         printf("  %-5s %-28s classes %lld  %lldx%lldx%lldx%lld -> A %lldx%lldx%lld (%s): rel L2 %.2e "
-               "(torch fp32 %.2e), host head %.2e\n",
+               "(torch fp32 %.2e), host head %.2e, Grad-CAM weights %s\n",
                sarco_context_backend(ctx) == SARCO_BACKEND_CUDA ? "cuda" : "cpu", arch, (long long)classes,
                (long long)in[0], (long long)in[1], (long long)in[2], (long long)in[3], (long long)a[1],
                (long long)a[2], (long long)a[3], cl->target_layer, err,
-               json_real_value(json_object_get(c, "torch_fp32_rel_l2")), host_err);
+               json_real_value(json_object_get(c, "torch_fp32_rel_l2")), host_err, cam_text);
         fflush(stdout);
         assert_true(err < REL_L2_MAX);
         assert_true(host_err < REL_L2_MAX);
+        assert_true(cam_err < CAM_REL_L2_MAX); /* -1 when the case has no Grad-CAM reference */
         assert_true(split == 0.0); /* the forward is exactly features + head */
         be->ops->free(be, dx);
         be->ops->free(be, dy);
