@@ -16,6 +16,9 @@ in [-1, 1) with 24 significant bits (exact), times a float32 scale chosen from t
   other ndim 1                      0.1 u                       (biases, LayerNorm betas)
 relative_position_index buffers keep torchvision's values. Inputs: x = 0.5 + 0.5 u (an image in [0, 1)).
 Stochastic depth and dropout are identities in eval mode, so the random weights exercise every term.
+Each case also records Grad-CAM's channel weights for sample 0 and the last class: the spatial mean of
+d logit / dA, A being the target layer's output (ConvNeXt features[-1], Swin the final norm), by autograd
+through torchvision's own head modules in float64.
 """
 import json
 import os
@@ -86,11 +89,19 @@ def synth_input(arch, classes, batch, h, w):
     return (np.float32(0.5) + np.float32(0.5) * uniform(key, batch * 3 * h * w)).reshape(batch, 3, h, w)
 
 
+def split(arch, m, x):
+    """A (the Grad-CAM target activation) and the head as a function of it, from torchvision's own modules:
+    ConvNeXt A = features[-1]'s output (N, C, h, w); Swin A = the final norm's output (N, h, w, C)."""
+    if arch.endswith("convnext_tiny"):
+        return m.features(x), lambda t: m.classifier(m.avgpool(t))
+    return m.norm(m.features(x)), lambda t: m.head(m.flatten(m.avgpool(m.permute(t))))
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else OUT
     os.makedirs(out, exist_ok=True)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    models, tensors, cases = {}, {}, []
+    models, tensors, cases, first_case = {}, {}, [], {}
     for arch, classes, batch, h, w in CASES:
         key = (arch, classes)
         if key not in models:
@@ -108,13 +119,26 @@ def main():
                                             for n, t in sd.items()]
         m = models[key]
         x = synth_input(arch, classes, batch, h, w)
+        # the features/head split in float64: A = the Grad-CAM target's output, logits = head(A)
+        a, head = split(arch, m, torch.from_numpy(x).double())
+        a = a.detach().requires_grad_(True)
+        logits = head(a)
+        y64 = logits.detach().numpy()
+        if first_case.setdefault(key, True):
+            first_case[key] = False
+            with torch.no_grad():
+                assert np.allclose(m(torch.from_numpy(x).double()).numpy(), y64, rtol=1e-12, atol=1e-12)
+        # Grad-CAM channel weights of sample 0 for the last class: the spatial mean of d logit / dA
+        logits[0, -1].backward()
+        g = a.grad[0]
+        cam = (g.mean((1, 2)) if arch.endswith("convnext_tiny") else g.mean((0, 1))).tolist()
         with torch.no_grad():
-            y64 = m(torch.from_numpy(x).double()).numpy()
             y32 = m.float()(torch.from_numpy(x)).double().numpy()
             m.double()
         rel32 = float(np.linalg.norm(y32 - y64) / np.linalg.norm(y64))
         cases.append({"arch": arch, "classes": classes, "batch": batch, "h": h, "w": w,
-                      "logits": [float(v) for v in y64.reshape(-1)], "torch_fp32_rel_l2": rel32})
+                      "logits": [float(v) for v in y64.reshape(-1)], "torch_fp32_rel_l2": rel32,
+                      "gradcam_target": classes - 1, "gradcam_weights": [float(f"{v:.9g}") for v in cam]})
         print(f"{arch} classes {classes} batch {batch} {h}x{w}: logits[0] {y64.reshape(-1)[0]:+.6f}, "
               f"torch fp32 vs fp64 rel L2 {rel32:.2e}", flush=True)
     manifest = {"seed": SEED, "torch": torch.__version__, "torchvision": torchvision.__version__,

@@ -6,6 +6,9 @@
  *
  * The cases cover 224 (batch 1 and 3), 112, 84, 96x160 and, for Swin, 90x130: padding to window
  * multiples, a stage smaller than the window, the per-axis shift rule and a size the patch conv floors.
+ * Each case also checks the classifier split (A = the Grad-CAM target, the host double head gives the
+ * forward's logits) and Grad-CAM's channel weights of sample 0 (spatial mean of d logit / dA from
+ * sarco_head_backward_host) against torchvision's autograd in float64: relative L2 < 1e-5.
  * Then the failures: a bad input shape, a mis-shaped, missing or unknown tensor, a wrong
  * relative_position_index, a num_classes kwarg that contradicts the head, a truncated file. */
 #include <math.h>
@@ -245,11 +248,28 @@ static void run_arch(fixture *fx, const char *arch) {
             assert_int_equal(cl->features_shape(fx->ctx, st, in, a2), SARCO_OK);
             assert_memory_equal(a, a2, sizeof a);
             assert_int_equal(a[3], 768);
+            const int64_t target = json_integer_value(json_object_get(c, "gradcam_target"));
+            const json_t *gw = json_object_get(c, "gradcam_weights");
             double *lg = calloc((size_t)classes, sizeof *lg), *dA = calloc((size_t)(a[1] * a[2] * a[3]), sizeof *dA);
-            assert_int_equal(sarco_head_backward_host(fx->ctx, cl->head(st), a[1], a[2], A, 0, lg, dA), SARCO_OK);
+            assert_int_equal(sarco_head_backward_host(fx->ctx, cl->head(st), a[1], a[2], A, target, lg, dA), SARCO_OK);
             for (int q = 0; q < classes; q++)
                 if (fabs(lg[q] - y[q]) > 1e-5 * (1 + fabs(y[q])))
                     fail_msg("%s: host head logit %d %.7g vs forward %.7g", key, q, lg[q], (double)y[q]);
+            /* Grad-CAM's channel weights (spatial mean of d logit[target] / dA) against torchvision's autograd */
+            assert_int_equal((int64_t)json_array_size(gw), a[3]);
+            double cn = 0, cd = 0;
+            for (int64_t k = 0; k < a[3]; k++) {
+                double al = 0;
+                for (int64_t p = 0; p < a[1] * a[2]; p++) al += dA[p * a[3] + k];
+                al /= (double)(a[1] * a[2]);
+                const double r = json_real_value(json_array_get(gw, (size_t)k));
+                cn += (al - r) * (al - r);
+                cd += r * r;
+            }
+            const double cam = sqrt(cn / cd);
+            printf("  %-26s %36s Grad-CAM weights (%s, class %lld) rel L2 %.2e\n", "", "", cl->target_layer,
+                   (long long)target, cam);
+            if (!(cam < REL_L2_MAX)) fail_msg("%s: Grad-CAM channel weights rel L2 %.3e", key, cam);
             free(lg);
             free(dA);
             free(x);
