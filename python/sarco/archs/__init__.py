@@ -11,10 +11,10 @@ Adding one is a new module here plus one line in REGISTRY. A module provides:
                               raises ConvertError when tensor shapes ({name: shape}, after the
                               drops) contradict the kwargs
 """
-from . import monai_unetr, nnunet_plainconvunet
+from . import monai_unetr, nnunet_plainconvunet, nnunet_resencunet
 from ._common import ConvertError
 
-REGISTRY = {m.NAME: m for m in (monai_unetr, nnunet_plainconvunet)}
+REGISTRY = {m.NAME: m for m in (monai_unetr, nnunet_plainconvunet, nnunet_resencunet)}
 
 __all__ = ["ConvertError", "REGISTRY", "get", "names"]
 
