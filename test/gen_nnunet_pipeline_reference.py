@@ -21,7 +21,7 @@ nnUNetPredictor (CPU, perform_everything_on_device=False) predicts the held-out 
 mirroring. A postprocessing.pkl (largest component on the foreground and on label 1) is written for
 ct and applied with nnU-Net's own function.
 
-Writes test/data/nnunet/<case>/:
+Writes test/data/nnunet_pipeline/<case>/:
   plans.json, dataset.json, postprocessing.json (ct)
   model.safetensors     both folds through `python3 -m sarco.convert --nnunet` (when the converter
                         knows --nnunet; otherwise fold_<f>.npz state dicts are kept in the work folder)
@@ -46,7 +46,7 @@ import tempfile
 
 import numpy as np
 
-OUT = "test/data/nnunet"
+OUT = "test/data/nnunet_pipeline"
 SEED = 1234
 
 

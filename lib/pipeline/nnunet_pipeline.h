@@ -114,6 +114,13 @@ SARCO_INTERNAL sarco_status sarco_nn_resample_channel(sarco_context *ctx, const 
                                                       const double *new_spacing, const sarco_nn_resampling *r,
                                                       double *y);
 
+/* Order-1 zoom taps on one axis (mode nearest, grid_mode): output k = x[i0] w0 + x[i1] w1 (scipy's
+ * weights; an unchanged length gives w0 = 1). */
+SARCO_INTERNAL void sarco_nn_linear_taps(int64_t in_len, int64_t out_len, int64_t *i0, int64_t *i1, double *w0,
+                                         double *w1);
+/* map_coordinates order 0 along the thick axis: the source index of output k */
+SARCO_INTERNAL int64_t sarco_nn_nearest_index(int64_t in_len, int64_t out_len, int64_t k);
+
 /* round(old_spacing / new_spacing * old_shape), Python's round (half to even) */
 SARCO_INTERNAL void sarco_nn_new_shape(int n, const int64_t *old_shape, const double *old_sp, const double *new_sp,
                                        int64_t *out);

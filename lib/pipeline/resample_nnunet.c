@@ -387,3 +387,27 @@ out:
     sarco_ctx_free(ctx, xd, xb);
     return s;
 }
+
+void sarco_nn_linear_taps(int64_t in_len, int64_t out_len, int64_t *i0, int64_t *i1, double *w0, double *w1) {
+    const double zoom = (double)in_len / (double)out_len;
+    for (int64_t k = 0; k < out_len; k++) {
+        double cc = ((double)k + 0.5) * zoom - 0.5;
+        if (cc < 0) cc = 0;
+        if (cc > (double)(in_len - 1)) cc = (double)(in_len - 1);
+        int64_t start = (int64_t)floor(cc);
+        double w[2];
+        spline_weights(cc, 1, w);
+        i0[k] = mirror_index(start, in_len);
+        i1[k] = mirror_index(start + 1, in_len);
+        w0[k] = w[0];
+        w1[k] = w[1];
+    }
+}
+
+int64_t sarco_nn_nearest_index(int64_t in_len, int64_t out_len, int64_t k) {
+    const double scale = (double)in_len / (double)out_len;
+    double c = scale * ((double)k + 0.5) - 0.5;
+    if (c < 0) c = 0;
+    if (c > (double)(in_len - 1)) c = (double)(in_len - 1);
+    return (int64_t)floor(c + 0.5);
+}
