@@ -173,6 +173,15 @@ SARCO_API sarco_status sarco_model_forward(sarco_context *ctx, sarco_model *mode
                                            const int64_t *in_shape, const float *x, float *y,
                                            size_t y_count);
 
+/* Model files may hold several trainings of one network (nnU-Net's cross-validation folds,
+ * classifier ensembles): sarco.config "folds" names them and tensor t of fold i is stored as
+ * "fold.<i>.<t>". The number of folds (1 for a file without "folds"); 0 for NULL. */
+SARCO_API int sarco_model_fold_count(const sarco_model *model);
+/* sarco_model_forward with fold `fold` (0 .. fold_count - 1); sarco_model_forward runs fold 0. */
+SARCO_API sarco_status sarco_model_forward_fold(sarco_context *ctx, sarco_model *model, int fold, int ndim,
+                                                const int64_t *in_shape, const float *x, float *y,
+                                                size_t y_count);
+
 /* ---- measurements, segmentation metrics, cohort statistics -------------------------------- */
 
 /* Arrays in this section are in C order, as numpy stores them: dims[0] is the slowest axis and

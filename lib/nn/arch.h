@@ -20,6 +20,9 @@ typedef struct sarco_arch {
     sarco_status (*forward)(sarco_context *ctx, void *state, int ndim, const int64_t *in, const float *x,
                             float *y);
     void (*free)(sarco_context *ctx, void *state);
+    /* Optional: drops scratch buffers kept between forwards (the model calls it on a fold's state
+     * when another fold runs, so only one fold's workspace is held). NULL: nothing to drop. */
+    void (*trim)(sarco_context *ctx, void *state);
 } sarco_arch;
 
 /* NULL when no architecture of that name is built in. lib/nn/registry.c lists them. */
@@ -30,5 +33,8 @@ SARCO_INTERNAL void sarco_arch_names(char *buf, size_t n); /* "a, b, c" for mess
  * shape), PyTorch layout, no upload or download (the sliding window keeps its tiles there). */
 SARCO_INTERNAL sarco_status sarco_model_forward_be(sarco_context *ctx, sarco_model *m, int ndim, const int64_t *in,
                                                    const float *x, float *y);
+/* The same with fold `fold` of a multi-fold file (sarco_model_fold_count in sarco.h); the call above is fold 0. */
+SARCO_INTERNAL sarco_status sarco_model_forward_be_fold(sarco_context *ctx, sarco_model *m, int fold, int ndim,
+                                                        const int64_t *in, const float *x, float *y);
 
 #endif

@@ -1,15 +1,104 @@
 /* sarco_model: a model file opened, checked against its architecture and prepared on a backend. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arch.h"
 
+#define MAX_FOLDS 64
+
 struct sarco_model {
     const sarco_arch *arch;
-    void *state;
+    void **states;  /* one per fold; a file without "folds" has one */
+    int nfolds;
+    int last_fold;  /* the fold that ran last (its workspace is the one held) */
     char *config_json;
     sarco_backend *be; /* the backend the weights live on */
 };
+
+/* The tensors of fold i as a file of their own: a view sharing f's bytes, names without "fold.<i>." (the
+ * names are sorted, so the fold's tensors are one run and stay sorted once the prefix is gone). Free
+ * view->tensors only. */
+static sarco_status fold_view(sarco_context *ctx, const sarco_st_file *f, int i, sarco_st_file *view) {
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "fold.%d.", i);
+    const size_t plen = strlen(prefix);
+    size_t a = 0;
+    while (a < f->count && strncmp(f->tensors[a].name, prefix, plen) < 0) a++;
+    size_t b = a;
+    while (b < f->count && strncmp(f->tensors[b].name, prefix, plen) == 0) b++;
+    *view = *f;
+    view->count = b - a;
+    view->tensors = calloc(b - a + 1, sizeof *view->tensors);
+    if (!view->tensors) return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "out of memory");
+    for (size_t k = a; k < b; k++) {
+        view->tensors[k - a] = f->tensors[k];
+        view->tensors[k - a].name = f->tensors[k].name + plen;
+    }
+    return SARCO_OK;
+}
+
+/* sarco.config "folds": NULL or absent = one plain set of tensors (*count = 0); else a list of 1..64 names */
+static sarco_status read_folds(sarco_context *ctx, const json_t *cfg, const char *path, int *count) {
+    const json_t *folds = json_object_get(cfg, "folds");
+    *count = 0;
+    if (!folds || json_is_null(folds)) return SARCO_OK;
+    if (!json_is_array(folds) || json_array_size(folds) < 1 || json_array_size(folds) > MAX_FOLDS)
+        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "%s: sarco.config \"folds\" must be a list of 1..%d fold names",
+                          path, MAX_FOLDS);
+    size_t i;
+    const json_t *v;
+    json_array_foreach(folds, i, v) if (!json_is_string(v))
+        return sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "%s: sarco.config \"folds\"[%zu] is not a string", path, i);
+    *count = (int)json_array_size(folds);
+    return SARCO_OK;
+}
+
+static void free_states(sarco_context *ctx, const sarco_arch *arch, void **states, int n) {
+    for (int i = 0; i < n; i++)
+        if (states[i] && arch->free) arch->free(ctx, states[i]);
+}
+
+/* Loads every fold (or the one plain set) into states[]; fails whole. */
+static sarco_status load_states(sarco_context *ctx, const sarco_arch *arch, const json_t *kwargs,
+                                const sarco_st_file *st, const json_t *cfg, int nfolds, void **states) {
+    if (nfolds == 0) return arch->load(ctx, kwargs, st, &states[0]);
+    size_t covered = 0;
+    sarco_status s = SARCO_OK;
+    int i;
+    for (i = 0; i < nfolds && s == SARCO_OK; i++) {
+        sarco_st_file view;
+        s = fold_view(ctx, st, i, &view);
+        if (s != SARCO_OK) break;
+        covered += view.count;
+        if (view.count == 0)
+            s = sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "sarco.config names %d folds but no tensor is named fold.%d.*",
+                           nfolds, i);
+        else
+            s = arch->load(ctx, kwargs, &view, &states[i]);
+        free(view.tensors);
+        if (s != SARCO_OK && view.count) {
+            char why[sizeof ctx->err];
+            memcpy(why, ctx->err, sizeof why);
+            sarco_fail(ctx, s, "fold %d (%s): %s", i, json_string_value(json_array_get(json_object_get(cfg, "folds"),
+                                                                                      (size_t)i)), why);
+        }
+    }
+    if (s == SARCO_OK && covered != st->count) {
+        /* a tensor outside every fold.<i>. prefix: name the first */
+        const char *stray = NULL;
+        for (size_t k = 0; k < st->count && !stray; k++) {
+            int fold = -1, used = 0;
+            if (sscanf(st->tensors[k].name, "fold.%d.%n", &fold, &used) != 1 || used == 0 || fold < 0 ||
+                fold >= nfolds)
+                stray = st->tensors[k].name;
+        }
+        s = sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "tensor %s belongs to none of the %d folds (fold.0 .. fold.%d)",
+                       stray ? stray : "?", nfolds, nfolds - 1);
+    }
+    if (s != SARCO_OK) free_states(ctx, arch, states, nfolds);
+    return s;
+}
 
 static sarco_status read_config(sarco_context *ctx, const sarco_st_file *st, const char *path, json_t **out) {
     if (!st->config_json)
@@ -61,16 +150,24 @@ sarco_status sarco_model_load(sarco_context *ctx, const char *path, sarco_model 
         sarco_log(ctx, SARCO_LOG_WARN, "%s: %lld NaN/Inf weight values (first in %s)", path,
                   (long long)st->nonfinite, st->first_nonfinite);
 
+    int nfolds = 0;
+    s = read_folds(ctx, cfg, path, &nfolds);
+    if (s != SARCO_OK) {
+        json_decref(empty);
+        goto done;
+    }
     sarco_model *m = calloc(1, sizeof *m);
     char *cfg_copy = strdup(st->config_json);
-    if (!m || !cfg_copy) {
+    void **states = calloc((size_t)(nfolds ? nfolds : 1), sizeof *states);
+    if (!m || !cfg_copy || !states) {
         free(m);
         free(cfg_copy);
+        free(states);
         json_decref(empty);
         s = sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
         goto done;
     }
-    s = arch->load(ctx, kwargs ? kwargs : empty, st, &m->state);
+    s = load_states(ctx, arch, kwargs ? kwargs : empty, st, cfg, nfolds, states);
     json_decref(empty);
     if (s != SARCO_OK) {
         /* keep the arch's message, prefixed with the file */
@@ -79,8 +176,11 @@ sarco_status sarco_model_load(sarco_context *ctx, const char *path, sarco_model 
         sarco_fail(ctx, s, "%s: %s", path, why);
         free(m);
         free(cfg_copy);
+        free(states);
         goto done;
     }
+    m->states = states;
+    m->nfolds = nfolds ? nfolds : 1;
     m->arch = arch;
     m->config_json = cfg_copy;
     m->be = ctx->be;
@@ -99,13 +199,15 @@ void sarco_model_free(sarco_model *m) {
     /* the arch frees its backend buffers through the backend it was loaded on */
     sarco_context tmp = {0};
     tmp.be = m->be;
-    if (m->arch && m->arch->free) m->arch->free(&tmp, m->state);
+    if (m->arch) free_states(&tmp, m->arch, m->states, m->nfolds);
+    free(m->states);
     free(m->config_json);
     free(m);
 }
 
 const char *sarco_model_config_json(const sarco_model *m) { return m ? m->config_json : NULL; }
 const char *sarco_model_arch(const sarco_model *m) { return m ? m->arch->name : NULL; }
+int sarco_model_fold_count(const sarco_model *m) { return m ? m->nfolds : 0; }
 
 static sarco_status check_model_ctx(sarco_context *ctx, const sarco_model *m, const char *fn) {
     if (!ctx || !m) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: NULL context or model", fn);
@@ -125,11 +227,22 @@ sarco_status sarco_model_output_shape(sarco_context *ctx, const sarco_model *m, 
         if (in[i] <= 0 || in[i] > (1 << 20))
             return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sarco_model_output_shape: dimension %d is %lld", i,
                               (long long)in[i]);
-    return m->arch->output_shape(ctx, m->state, ndim, in, out);
+    return m->arch->output_shape(ctx, m->states[0], ndim, in, out); /* every fold has the same network */
 }
 
-sarco_status sarco_model_forward(sarco_context *ctx, sarco_model *m, int ndim, const int64_t *in, const float *x,
-                                 float *y, size_t y_count) {
+/* The fold's state, after trimming the workspace of the fold that ran before (only one is held). */
+static sarco_status fold_state(sarco_context *ctx, sarco_model *m, int fold, const char *fn, void **state) {
+    if (fold < 0 || fold >= m->nfolds)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: fold %d does not exist (the model has %d)", fn, fold,
+                          m->nfolds);
+    if (fold != m->last_fold && m->arch->trim) m->arch->trim(ctx, m->states[m->last_fold]);
+    m->last_fold = fold;
+    *state = m->states[fold];
+    return SARCO_OK;
+}
+
+sarco_status sarco_model_forward_fold(sarco_context *ctx, sarco_model *m, int fold, int ndim, const int64_t *in,
+                                      const float *x, float *y, size_t y_count) {
     sarco_clear_error(ctx);
     int64_t oshape[5];
     sarco_status s = sarco_model_output_shape(ctx, m, ndim, in, oshape);
@@ -141,28 +254,44 @@ sarco_status sarco_model_forward(sarco_context *ctx, sarco_model *m, int ndim, c
     if ((size_t)nout != y_count)
         return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
                           "sarco_model_forward: y holds %zu floats, the output needs %lld", y_count, (long long)nout);
+    void *state = NULL;
+    s = fold_state(ctx, m, fold, "sarco_model_forward", &state);
+    if (s != SARCO_OK) return s;
     sarco_backend *be = ctx->be;
     /* CPU backend memory is host memory: run on the caller's buffers unless they overlap */
     const char *xb = (const char *)x, *yb = (const char *)y;
     if (sarco_context_backend(ctx) == SARCO_BACKEND_CPU &&
         (yb + (size_t)nout * sizeof(float) <= xb || xb + (size_t)nin * sizeof(float) <= yb))
-        return m->arch->forward(ctx, m->state, ndim, in, x, y);
+        return m->arch->forward(ctx, state, ndim, in, x, y);
     void *dx = NULL, *dy = NULL;
     s = be->ops->alloc(be, (size_t)nin * sizeof(float), &dx);
     if (s == SARCO_OK) s = be->ops->alloc(be, (size_t)nout * sizeof(float), &dy);
     if (s == SARCO_OK) s = be->ops->upload(be, dx, x, (size_t)nin * sizeof(float));
-    if (s == SARCO_OK) s = m->arch->forward(ctx, m->state, ndim, in, dx, dy);
+    if (s == SARCO_OK) s = m->arch->forward(ctx, state, ndim, in, dx, dy);
     if (s == SARCO_OK) s = be->ops->download(be, y, dy, (size_t)nout * sizeof(float));
     be->ops->free(be, dx);
     be->ops->free(be, dy);
     return s;
 }
 
-sarco_status sarco_model_forward_be(sarco_context *ctx, sarco_model *m, int ndim, const int64_t *in, const float *x,
-                                    float *y) {
+sarco_status sarco_model_forward(sarco_context *ctx, sarco_model *m, int ndim, const int64_t *in, const float *x,
+                                 float *y, size_t y_count) {
+    return sarco_model_forward_fold(ctx, m, 0, ndim, in, x, y, y_count);
+}
+
+sarco_status sarco_model_forward_be_fold(sarco_context *ctx, sarco_model *m, int fold, int ndim, const int64_t *in,
+                                         const float *x, float *y) {
     int64_t oshape[5];
     sarco_status s = sarco_model_output_shape(ctx, m, ndim, in, oshape);
     if (s != SARCO_OK) return s;
     if (!x || !y) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sarco_model_forward: NULL x or y");
-    return m->arch->forward(ctx, m->state, ndim, in, x, y);
+    void *state = NULL;
+    s = fold_state(ctx, m, fold, "sarco_model_forward", &state);
+    if (s != SARCO_OK) return s;
+    return m->arch->forward(ctx, state, ndim, in, x, y);
+}
+
+sarco_status sarco_model_forward_be(sarco_context *ctx, sarco_model *m, int ndim, const int64_t *in, const float *x,
+                                    float *y) {
+    return sarco_model_forward_be_fold(ctx, m, 0, ndim, in, x, y);
 }

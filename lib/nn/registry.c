@@ -4,10 +4,14 @@
 
 #include "arch.h"
 
-extern const sarco_arch sarco_arch_unetr; /* unetr.c */
+extern const sarco_arch sarco_arch_unetr;         /* unetr.c */
+extern const sarco_arch sarco_arch_nnunet_plain;  /* nnunet.c */
+extern const sarco_arch sarco_arch_nnunet_resenc; /* nnunet.c */
 
 static const sarco_arch *const archs[] = {
     &sarco_arch_unetr,
+    &sarco_arch_nnunet_plain,
+    &sarco_arch_nnunet_resenc,
     NULL, /* end */
 };
 

@@ -92,10 +92,19 @@ class Model(_Closing):
             check(lib().sarco_model_output_shape(ctx.handle, self._h, len(in_shape), _shape_arg(in_shape), out), ctx)
         return tuple(int(v) for v in out[: len(in_shape)])
 
-    def forward(self, x):
-        """Runs the raw network on x, a (N, C, H, W) or (N, C, D, H, W) array in PyTorch layout
-        (any float or integer dtype, any strides); returns float32 in the same layout."""
+    @property
+    def folds(self):
+        """The number of trainings the file holds (nnU-Net folds; 1 without sarco.config "folds")."""
+        self._alive()
+        return int(lib().sarco_model_fold_count(self._h))
+
+    def forward(self, x, fold=0):
+        """Runs the raw network (fold `fold` of a multi-fold file) on x, a (N, C, H, W) or
+        (N, C, D, H, W) array in PyTorch layout (any float or integer dtype, any strides); returns
+        float32 in the same layout."""
         ctx = self._alive()
+        if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)):
+            raise TypeError(f"forward: fold must be an integer, not {fold!r}")
         x = np.asarray(x)
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise TypeError(f"forward: need a real numeric array, got dtype {x.dtype}")
@@ -107,8 +116,8 @@ class Model(_Closing):
         y = np.empty(oshape, dtype=np.float32)
         fp = ctypes.POINTER(ctypes.c_float)
         with ctx.lock:
-            st = lib().sarco_model_forward(ctx.handle, self._h, x.ndim, _shape_arg(x.shape),
-                                           x.ctypes.data_as(fp), y.ctypes.data_as(fp), y.size)
+            st = lib().sarco_model_forward_fold(ctx.handle, self._h, int(fold), x.ndim, _shape_arg(x.shape),
+                                                x.ctypes.data_as(fp), y.ctypes.data_as(fp), y.size)
             check(st, ctx)
         return y
 

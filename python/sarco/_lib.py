@@ -98,6 +98,9 @@ def _declare_core(so):
         "sarco_model_output_shape": (c.c_int, [P, P, c.c_int, c.POINTER(c.c_int64), c.POINTER(c.c_int64)]),
         "sarco_model_forward": (c.c_int, [P, P, c.c_int, c.POINTER(c.c_int64), c.POINTER(c.c_float),
                                           c.POINTER(c.c_float), c.c_size_t]),
+        "sarco_model_fold_count": (c.c_int, [P]),
+        "sarco_model_forward_fold": (c.c_int, [P, P, c.c_int, c.c_int, c.POINTER(c.c_int64),
+                                               c.POINTER(c.c_float), c.POINTER(c.c_float), c.c_size_t]),
     }
     for name, (res, args) in protos.items():
         f = getattr(so, name)
