@@ -198,4 +198,22 @@ SARCO_INTERNAL sarco_status sarco_nn_segment(sarco_context *ctx, const sarco_nnu
                                              const sarco_nn_run_opts *o, sarco_nn_predict_fn predict, void *user,
                                              uint16_t *labels, sarco_nn_run_info *info);
 
+/* The same, also saying what preprocessing decided (for sarco_segment_info). */
+typedef struct sarco_nn_pre_info {
+    int64_t bbox[3][2];
+    int64_t shape_model[3];
+    double target_spacing[3];
+    int mirror_variants;
+} sarco_nn_pre_info;
+SARCO_INTERNAL sarco_status sarco_nn_segment_ex(sarco_context *ctx, const sarco_nnunet_config *cfg,
+                                                const float *const *chan, const int64_t *dims, const double *spacing,
+                                                const sarco_nn_run_opts *o, sarco_nn_predict_fn predict, void *user,
+                                                uint16_t *labels, sarco_nn_run_info *info, sarco_nn_pre_info *pinfo);
+
+/* sarco_segment's nnU-Net branch (nnunet_segment.c): the model's folds as the predictor. */
+SARCO_INTERNAL sarco_status sarco_nnunet_segment_model(sarco_context *ctx, sarco_model *model,
+                                                       const sarco_nnunet_config *cfg, const sarco_image *img,
+                                                       const sarco_segment_options *o, uint16_t *labels,
+                                                       sarco_segment_info *info);
+
 #endif

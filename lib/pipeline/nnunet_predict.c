@@ -622,15 +622,24 @@ out:
 
 /* ---- the whole path ------------------------------------------------------------------------------ */
 
-sarco_status sarco_nn_segment(sarco_context *ctx, const sarco_nnunet_config *cfg, const float *const *chan,
-                              const int64_t *dims, const double *spacing, const sarco_nn_run_opts *o,
-                              sarco_nn_predict_fn predict, void *user, uint16_t *labels, sarco_nn_run_info *info) {
+sarco_status sarco_nn_segment_ex(sarco_context *ctx, const sarco_nnunet_config *cfg, const float *const *chan,
+                                 const int64_t *dims, const double *spacing, const sarco_nn_run_opts *o,
+                                 sarco_nn_predict_fn predict, void *user, uint16_t *labels, sarco_nn_run_info *info,
+                                 sarco_nn_pre_info *pinfo) {
     sarco_nn_run_info inf;
     memset(&inf, 0, sizeof inf);
     double t0 = now_s();
     sarco_nn_pre pre;
     sarco_status s = sarco_nn_preprocess(ctx, cfg, chan, dims, spacing, &pre);
     if (s != SARCO_OK) return s;
+    if (pinfo) {
+        mirror_set ms;
+        make_mirrors(cfg, o->mirroring, &ms);
+        memcpy(pinfo->bbox, pre.bbox, sizeof pre.bbox);
+        memcpy(pinfo->shape_model, pre.shape_model, sizeof pre.shape_model);
+        memcpy(pinfo->target_spacing, pre.target_spacing, sizeof pre.target_spacing);
+        pinfo->mirror_variants = ms.nvar;
+    }
     double t1 = now_s();
     void *L = NULL;
     size_t lb = 0;
@@ -644,4 +653,10 @@ sarco_status sarco_nn_segment(sarco_context *ctx, const sarco_nnunet_config *cfg
     inf.seconds_postprocess = now_s() - t2;
     if (info) *info = inf;
     return s;
+}
+
+sarco_status sarco_nn_segment(sarco_context *ctx, const sarco_nnunet_config *cfg, const float *const *chan,
+                              const int64_t *dims, const double *spacing, const sarco_nn_run_opts *o,
+                              sarco_nn_predict_fn predict, void *user, uint16_t *labels, sarco_nn_run_info *info) {
+    return sarco_nn_segment_ex(ctx, cfg, chan, dims, spacing, o, predict, user, labels, info, NULL);
 }
