@@ -32,7 +32,7 @@ Writes test/data/nnunet_pipeline/<case>/:
   logits<i>_mirror.npy  the fold-averaged fp16 logits on the model grid (float16) before export
   gauss.npy             compute_gaussian(patch, 1/8, 10, fp16) as float16
   steps<i>.json         compute_steps_for_sliding_window on the padded preprocessed shape
-  lab<i>_pp.npy (ct)    lab<i>_mirror after the stored postprocessing
+  lab<i>_pp.npy, lab<i>_nomirror_pp.npy (ct)   the labels after the stored postprocessing
   resample<i>.npy       (ct) resample_data_or_seg_to_shape of a float32 test array (order 3, separate z)
 """
 import argparse
@@ -286,8 +286,10 @@ def postprocessing_ref(out, folder, dataset_json):
               open(os.path.join(cv, "postprocessing.json"), "w"), indent=1)
     shutil.copy(os.path.join(cv, "postprocessing.json"), os.path.join(out, "postprocessing.json"))
     for i in range(2):
-        seg = np.load(os.path.join(out, f"lab{i}_mirror.npy"))
-        np.save(os.path.join(out, f"lab{i}_pp.npy"), apply_postprocessing(seg, fns, kw).astype(np.uint8))
+        for tag in ("mirror", "nomirror"):
+            seg = np.load(os.path.join(out, f"lab{i}_{tag}.npy"))
+            name = f"lab{i}_pp.npy" if tag == "mirror" else f"lab{i}_nomirror_pp.npy"
+            np.save(os.path.join(out, name), apply_postprocessing(seg, fns, kw).astype(np.uint8))
 
 
 def resample_ref(out, rng):

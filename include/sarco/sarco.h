@@ -314,7 +314,9 @@ SARCO_API sarco_status sarco_image_write(sarco_context *ctx, const sarco_image *
 
 /* Writes a label map (NIFTI_INTENT_LABEL) on geometry's grid, exactly as sarco_image_write would
  * place it; geometry->data is not used. labels: one value per voxel, x fastest, each <= max_label
- * (0..65535); stored as uint8 when max_label <= 255, else uint16. Atomic as above. */
+ * (0..65535); stored as uint8 when max_label <= 255, else uint16. Atomic as above. A path ending in
+ * ".png" writes an 8-bit grey PNG of a 2-D geometry instead (as nnU-Net writes labels of PNG
+ * datasets; max_label <= 255; no spacing needed). */
 SARCO_API sarco_status sarco_labels_write(sarco_context *ctx, const sarco_image *geometry, const uint16_t *labels,
                                           int max_label, const char *path);
 

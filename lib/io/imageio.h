@@ -29,6 +29,11 @@ SARCO_INTERNAL sarco_status sarco_nifti_read(sarco_context *ctx, const char *pat
 SARCO_INTERNAL sarco_status sarco_png_read(sarco_context *ctx, const char *path, FILE *fp, uint64_t file_size,
                                            sarco_read_mode mode, sarco_image **img, uint16_t **labels);
 
+/* An 8-bit grey PNG of width x height values (row-major, x fastest, each <= 255), written atomically
+ * (temporary file, fsync, rename). */
+SARCO_INTERNAL sarco_status sarco_png_write_grey8(sarco_context *ctx, const char *path, uint32_t width, uint32_t height,
+                                                  const uint16_t *values);
+
 /* Fault injection for the tests: make a write fail part-way so they can check nothing is left. */
 typedef struct sarco_write_fault {
     int64_t fail_after_bytes; /* < 0: never; else write() fails once this many bytes went out */

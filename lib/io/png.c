@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "imageio.h"
@@ -449,5 +450,126 @@ sarco_status sarco_png_read(sarco_context *ctx, const char *path, FILE *fp, uint
     return SARCO_OK;
 fail:
     cleanup(r);
+    return st;
+}
+
+/* ---- writing: 8-bit grey labels ---------------------------------------------------------------- */
+
+typedef struct pngbuf {
+    uint8_t *p;
+    size_t n, cap;
+    int oom;
+} pngbuf;
+
+static void on_write(png_structp png, png_bytep data, size_t n) {
+    pngbuf *b = png_get_io_ptr(png);
+    if (b->oom) return;
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n) cap *= 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, n);
+    b->n += n;
+}
+
+static void on_flush(png_structp png) { (void)png; }
+
+typedef struct pngwrite {
+    png_structp png;
+    png_infop info;
+    uint8_t *row;
+    char msg[256];
+} pngwrite;
+
+static void on_write_error(png_structp png, png_const_charp msg) {
+    pngwrite *w = png_get_error_ptr(png);
+    snprintf(w->msg, sizeof w->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+/* Encodes in memory, then temporary file, fsync, rename (nothing is left behind on failure). */
+sarco_status sarco_png_write_grey8(sarco_context *ctx, const char *path, uint32_t width, uint32_t height,
+                                   const uint16_t *values) {
+    if (width == 0 || height == 0 || width > SARCO_PNG_MAX_SIDE || height > SARCO_PNG_MAX_SIDE)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: cannot write a %ux%u PNG", path, width, height);
+    for (uint64_t i = 0; i < (uint64_t)width * height; i++)
+        if (values[i] > 255)
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: value %u at pixel %llu does not fit 8 bits", path,
+                              values[i], (unsigned long long)i);
+    pngbuf buf = {NULL, 0, 0, 0};
+    pngwrite *w = calloc(1, sizeof *w);
+    if (!w) return sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    w->row = malloc(width);
+    w->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, w, on_write_error, on_warning);
+    if (w->png) w->info = png_create_info_struct(w->png);
+    sarco_status st = SARCO_OK;
+    if (!w->row || !w->png || !w->info) {
+        st = sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        goto out;
+    }
+    if (setjmp(png_jmpbuf(w->png))) {
+        st = sarco_fail(ctx, SARCO_ERR_INTERNAL, "%s: PNG encoding failed: %s", path, w->msg);
+        goto out;
+    }
+    png_set_write_fn(w->png, &buf, on_write, on_flush);
+    png_set_IHDR(w->png, w->info, width, height, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(w->png, w->info);
+    for (uint32_t y = 0; y < height; y++) {
+        for (uint32_t x = 0; x < width; x++) w->row[x] = (uint8_t)values[(size_t)y * width + x];
+        png_write_row(w->png, w->row);
+    }
+    png_write_end(w->png, w->info);
+    if (buf.oom) {
+        st = sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        goto out;
+    }
+    size_t plen = strlen(path) + 64;
+    char *tmp = malloc(plen);
+    if (!tmp) {
+        st = sarco_fail(ctx, SARCO_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+        goto out;
+    }
+    snprintf(tmp, plen, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        st = sarco_fail(ctx, SARCO_ERR_IO, "%s: cannot create a temporary file next to it: %s", path, strerror(errno));
+        free(tmp);
+        goto out;
+    }
+    size_t off = 0;
+    while (off < buf.n) {
+        ssize_t k = write(fd, buf.p + off, buf.n - off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        off += (size_t)k;
+    }
+    int ok = off == buf.n && fsync(fd) == 0;
+    int err = errno;
+    if (close(fd) != 0 && ok) {
+        ok = 0;
+        err = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        err = errno;
+    }
+    if (!ok) {
+        unlink(tmp);
+        st = sarco_fail(ctx, SARCO_ERR_IO, "%s: write failed: %s; nothing was written", path, strerror(err));
+    }
+    free(tmp);
+out:
+    if (w->png) png_destroy_write_struct(&w->png, w->info ? &w->info : NULL);
+    free(w->row);
+    free(w);
+    free(buf.p);
     return st;
 }

@@ -257,36 +257,39 @@ sarco_status sarco_nn_predict_logits(sarco_context *ctx, const sarco_nnunet_conf
                         if (ms.nvar > 1)
                             for (int64_t i = 0; i < NP; i++) pk[i] /= inv;
                     }
-                    /* accumulate the model-grid part of the window (padding is dropped later anyway) */
-                    for (int k = -1; k < K; k++) { /* k = -1: the weights (first fold only) */
-                        if (k < 0 && fold > 0) continue;
+                    /* accumulate the model-grid part of the window (padding is dropped later anyway);
+                     * the weights once (the same for every fold) */
+                    const int with_w = fold == 0;
 #pragma omp parallel for collapse(2) schedule(static)
-                        for (int64_t a = 0; a < pp[0]; a++)
-                            for (int64_t b = 0; b < pp[1]; b++) {
-                                int64_t i0 = st[0] + a - padlo[0], i1 = st[1] + b - padlo[1];
-                                if (i0 < 0 || i0 >= M[0] || i1 < 0 || i1 >= M[1]) continue;
-                                for (int64_t e = 0; e < pp[2]; e++) {
-                                    int64_t i2 = st[2] + e - padlo[2];
-                                    if (i2 < 0 || i2 >= M[2]) continue;
-                                    const int64_t t = (a * pp[1] + b) * pp[2] + e, m = (i0 * M[1] + i1) * M[2] + i2;
-                                    if (k < 0) {
-                                        if (fp32) ((float *)W)[m] += Gf[t];
-                                        else {
-                                            uint16_t *w16 = W;
-                                            w16[m] = sarco_f16_from_float(sarco_f16_to_float(w16[m]) + Gf[t]);
-                                        }
-                                    } else {
-                                        const float pg = P[(size_t)k * (size_t)NP + (size_t)t] * Gf[t];
+                    for (int64_t a = 0; a < pp[0]; a++)
+                        for (int64_t b = 0; b < pp[1]; b++) {
+                            int64_t i0 = st[0] + a - padlo[0], i1 = st[1] + b - padlo[1];
+                            if (i0 < 0 || i0 >= M[0] || i1 < 0 || i1 >= M[1]) continue;
+                            for (int64_t e = 0; e < pp[2]; e++) {
+                                int64_t i2 = st[2] + e - padlo[2];
+                                if (i2 < 0 || i2 >= M[2]) continue;
+                                const int64_t t = (a * pp[1] + b) * pp[2] + e, m = (i0 * M[1] + i1) * M[2] + i2;
+                                const float g = Gf[t];
+                                if (fp32) {
+                                    float *af = A;
+                                    for (int k = 0; k < K; k++)
+                                        af[(size_t)k * (size_t)NM + (size_t)m] += P[(size_t)k * (size_t)NP + (size_t)t] * g;
+                                    if (with_w) ((float *)W)[m] += g;
+                                } else {
+                                    /* torch on the CPU: fp32 product, fp16 + fp32 added in fp32, rounded to fp16 */
+                                    uint16_t *a16 = A;
+                                    for (int k = 0; k < K; k++) {
                                         const size_t ai = (size_t)k * (size_t)NM + (size_t)m;
-                                        if (fp32) ((float *)A)[ai] += pg;
-                                        else {
-                                            uint16_t *a16 = A;
-                                            a16[ai] = sarco_f16_from_float(sarco_f16_to_float(a16[ai]) + pg);
-                                        }
+                                        const float pg = P[(size_t)k * (size_t)NP + (size_t)t] * g;
+                                        a16[ai] = sarco_f16_from_float(sarco_f16_to_float(a16[ai]) + pg);
+                                    }
+                                    if (with_w) {
+                                        uint16_t *w16 = W;
+                                        w16[m] = sarco_f16_from_float(sarco_f16_to_float(w16[m]) + g);
                                     }
                                 }
                             }
-                    }
+                        }
                     done++;
                     if (s == SARCO_OK) s = sarco_progress(ctx, "windows", done, total);
                 }
