@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -356,6 +357,45 @@ static void test_bad_configs(void **state) {
     sarco_context_free(ctx);
 }
 
+
+/* 8-bit PNG labels: round trip through the PNG reader, refusals leave no file */
+static void test_png_labels(void **state) {
+    (void)state;
+    sarco_context *ctx = tu_new_ctx(0);
+    char dir[] = "/tmp/sarco_nnpng_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/lab.png", dir);
+    int64_t dims[3] = {7, 5, 1};
+    sarco_image *g = NULL;
+    assert_int_equal(sarco_image_create(ctx, 2, dims, NULL, &g), SARCO_OK);
+    uint16_t lab[35];
+    for (int i = 0; i < 35; i++) lab[i] = (uint16_t)((i * 37) % 256);
+    assert_int_equal(sarco_labels_write(ctx, g, lab, 255, path), SARCO_OK);
+    uint16_t *back = NULL;
+    sarco_image *gb = NULL;
+    assert_int_equal(sarco_labels_read(ctx, path, &back, &gb), SARCO_OK);
+    assert_int_equal(gb->dims[0], 7);
+    assert_int_equal(gb->dims[1], 5);
+    for (int i = 0; i < 35; i++) assert_int_equal(back[i], lab[i]);
+    sarco_labels_free(back);
+    sarco_image_free(gb);
+    char p2[256];
+    snprintf(p2, sizeof p2, "%s/big.png", dir);
+    assert_int_equal(sarco_labels_write(ctx, g, lab, 300, p2), SARCO_ERR_INVALID_ARGUMENT);
+    lab[3] = 256;
+    assert_int_equal(sarco_labels_write(ctx, g, lab, 65535, p2), SARCO_ERR_INVALID_ARGUMENT);
+    FILE *f = fopen(p2, "rb");
+    assert_null(f);
+    snprintf(p2, sizeof p2, "%s/missing_dir/x.png", dir);
+    lab[3] = 0;
+    assert_int_equal(sarco_labels_write(ctx, g, lab, 255, p2), SARCO_ERR_IO);
+    remove(path);
+    rmdir(dir);
+    sarco_image_free(g);
+    sarco_context_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16),
@@ -365,6 +405,7 @@ int main(void) {
         cmocka_unit_test(test_export_from_nnunet_logits),
         cmocka_unit_test(test_fill_holes_and_components),
         cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_png_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
