@@ -44,8 +44,40 @@ static void load_cfg(sarco_context *ctx, const char *cs, sarco_nnunet_config *cf
     sarco_st_close(st);
 }
 
+/* A slow, obviously correct double -> half (RNE) to check the bit arithmetic against. */
+static uint16_t ref_f16(double x) {
+    uint16_t sign = signbit(x) ? 0x8000u : 0u;
+    double a = fabs(x);
+    if (a != a) return 0x7e00u;
+    if (a >= 65520.0) return (uint16_t)(sign | 0x7c00u);
+    if (a == 0.0) return sign;
+    int e;
+    (void)frexp(a, &e);
+    int E = e - 1 < -14 ? -14 : e - 1;
+    double r = ldexp(a, 10 - E), fl = floor(r), diff = r - fl;
+    uint32_t n = (uint32_t)fl;
+    if (diff > 0.5 || (diff == 0.5 && (n & 1u))) n++;
+    return (uint16_t)(sign | (uint32_t)(((E + 15) << 10) + (int)n - 1024));
+}
+
 static void test_f16(void **state) {
     (void)state;
+    /* every half, every midpoint between neighbours and points just off them, both signs */
+    for (uint32_t h = 0; h < 0x7c00; h++) {
+        double v = sarco_f16_to_float((uint16_t)h), w = sarco_f16_to_float((uint16_t)(h + 1));
+        const double probes[5] = {v, 0.5 * (v + w), nextafter(0.5 * (v + w), 0), nextafter(0.5 * (v + w), 1e9),
+                                  0.25 * v + 0.75 * w};
+        for (int k = 0; k < 5; k++)
+            for (int sg = 0; sg < 2; sg++) {
+                double x = sg ? -probes[k] : probes[k];
+                assert_int_equal(sarco_f16_from_double(x), ref_f16(x));
+                float xf = (float)x;
+                assert_int_equal(sarco_f16_from_float(xf), ref_f16((double)xf));
+            }
+    }
+    assert_int_equal(sarco_f16_from_double(INFINITY), 0x7c00);
+    assert_int_equal(sarco_f16_from_float(-INFINITY), 0xfc00);
+    assert_int_equal(sarco_f16_from_double(NAN) & 0x7e00, 0x7e00);
     assert_int_equal(sarco_f16_from_double(1.0), 0x3c00);
     assert_int_equal(sarco_f16_from_double(-2.0), 0xc000);
     assert_int_equal(sarco_f16_from_double(65504.0), 0x7bff);

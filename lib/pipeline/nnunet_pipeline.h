@@ -10,38 +10,59 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../core/core.h"
 
 /* ---- half precision (IEEE binary16 bits), round to nearest even ------------------------------ */
 
-/* double -> half with one rounding (numpy's astype(float16)); float -> half likewise (float to
- * double is exact). Values >= 65520 in magnitude become infinity. */
+/* double -> half with one rounding (numpy's astype(float16)); float -> half likewise. Values >= 65520
+ * in magnitude become infinity. Bit arithmetic: round to nearest even at the half's last mantissa
+ * bit; subnormal halves through an exact scaling and the FPU's own round-to-nearest-even. */
 static inline uint16_t sarco_f16_from_double(double x) {
-    uint16_t sign = signbit(x) ? 0x8000u : 0u;
-    double a = fabs(x);
-    if (a != a) return 0x7e00u;
-    if (a >= 65520.0) return (uint16_t)(sign | 0x7c00u);
-    if (a == 0.0) return sign;
-    int e;
-    (void)frexp(a, &e);
-    int E = e - 1; /* a in [2^E, 2^(E+1)) */
-    if (E < -14) E = -14;
-    double r = ldexp(a, 10 - E); /* exact: a scaled by a power of two */
-    double fl = floor(r), diff = r - fl;
-    uint32_t n = (uint32_t)fl;
-    if (diff > 0.5 || (diff == 0.5 && (n & 1u))) n++;
-    /* normal and subnormal alike: ((E + 15) << 10) + n - 1024, a carry into the exponent included */
-    return (uint16_t)(sign | (uint32_t)(((E + 15) << 10) + (int)n - 1024));
+    uint64_t b;
+    memcpy(&b, &x, sizeof b);
+    const uint16_t sign = (uint16_t)((b >> 48) & 0x8000u);
+    uint64_t a = b & 0x7fffffffffffffffull;
+    if (a > 0x7ff0000000000000ull) return 0x7e00u;          /* NaN */
+    if (a >= 0x40effe0000000000ull) return (uint16_t)(sign | 0x7c00u); /* >= 65520: inf */
+    if (a < 0x3f10000000000000ull) {                         /* < 2^-14: a subnormal half (or 0) */
+        volatile double v = fabs(x) * 16777216.0;            /* exact; < 1024 */
+        volatile double r = (v + 4503599627370496.0) - 4503599627370496.0; /* RNE to an integer */
+        return (uint16_t)(sign | (uint16_t)r);
+    }
+    a += (1ull << 41) - 1 + ((a >> 42) & 1u);
+    a -= (uint64_t)(1023 - 15) << 52;
+    return (uint16_t)(sign | (uint16_t)(a >> 42));
 }
-static inline uint16_t sarco_f16_from_float(float x) { return sarco_f16_from_double((double)x); }
+static inline uint16_t sarco_f16_from_float(float x) {
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    const uint16_t sign = (uint16_t)((b >> 16) & 0x8000u);
+    uint32_t a = b & 0x7fffffffu;
+    if (a > 0x7f800000u) return 0x7e00u;
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);
+    if (a < 0x38800000u) {
+        volatile float v = fabsf(x) * 16777216.0f;
+        volatile float r = (v + 8388608.0f) - 8388608.0f;
+        return (uint16_t)(sign | (uint16_t)r);
+    }
+    a += 0xfffu + ((a >> 13) & 1u);
+    a -= (uint32_t)(127 - 15) << 23;
+    return (uint16_t)(sign | (uint16_t)(a >> 13));
+}
 static inline float sarco_f16_to_float(uint16_t h) {
-    int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    float v;
-    if (e == 0) v = ldexpf((float)m, -24);
-    else if (e == 31) v = m ? NAN : INFINITY;
-    else v = ldexpf((float)(m | 0x400), e - 25);
-    return (h & 0x8000u) ? -v : v;
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    uint32_t b;
+    if (e == 0) {
+        float v = (float)m * 5.9604644775390625e-8f; /* m * 2^-24, exact */
+        return sign ? -v : v;
+    }
+    if (e == 31) b = sign | 0x7f800000u | (m << 13);
+    else b = sign | ((e + 112u) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
 }
 /* float -> half the way torch rounds a float64 tensor to float16 (through float32) */
 static inline uint16_t sarco_f16_from_double_via_float(double x) { return sarco_f16_from_float((float)x); }
