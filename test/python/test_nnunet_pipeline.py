@@ -93,6 +93,17 @@ class NnunetPipelineTest(unittest.TestCase):
         for case, i, mirror, fp32, agree in table:
             print(f"  {case}/img{i} mirror={mirror!s:5} {'fp32' if fp32 else 'fp16'}: {100 * agree:.3f} %")
 
+    def test_2d_configuration_on_a_volume(self):
+        """A 2-D configuration runs slice by slice along nnU-Net's axis 0 (the image's z): three copies
+        of a PNG stacked give three copies of its labels."""
+        img = self.image("d2", 1)
+        vol = sarco.Image(np.repeat(img.data[:, :, None], 3, axis=2), spacing=(1.0, 1.0, 1.0))
+        m = self.models["d2"]
+        lab2 = m.segment(img, mirroring=False).data
+        lab3 = m.segment(vol, mirroring=False).data
+        for z in range(3):
+            np.testing.assert_array_equal(lab3[:, :, z], lab2)
+
     def test_cli_png_and_nifti(self):
         cli = find_cli()
         if cli is None:
