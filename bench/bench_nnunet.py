@@ -67,6 +67,8 @@ def results_folder(case, work, big_shape, big_spacing=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--size2d", type=int, nargs=2, default=[160, 144], help="2-D image (rows, cols)")
+    ap.add_argument("--size3d", type=int, nargs=3, default=[64, 72, 16], help="3-D image (z, y, x)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     a = ap.parse_args()
     import torch
@@ -77,7 +79,7 @@ def main():
     G._env(work)
     rows = []
     try:
-        for case, shape, sp in (("d2", (320, 288), None), ("ct", (96, 112, 20), (3.0, 0.8, 0.8))):
+        for case, shape, sp in (("d2", tuple(a.size2d), None), ("ct", tuple(a.size3d), (3.0, 0.8, 0.8))):
             folder, model, img, cfgd = results_folder(case, work, shape, sp)
             ext = ".png" if case == "d2" else ".nii.gz"
             pred = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
@@ -98,6 +100,7 @@ def main():
                 lab = m.segment(im)
                 sarco.pipeline.save_labels(out_s, lab, max_label=2)
                 t_sa.append(time.perf_counter() - t0)
+                print(f"  {case}: nnU-Net {t_nn[-1]:.2f} s, sarco {t_sa[-1]:.2f} s", file=sys.stderr, flush=True)
             rw = pred.plans_manager.image_reader_writer_class()
             ref, _ = rw.read_seg(out + ext)
             ref = ref[0]
