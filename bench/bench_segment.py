@@ -3,7 +3,7 @@
 
     /opt/refenv/bin/python bench/bench_segment.py [--cli build/sarco] [--size 256 256 120]
         [--spacing 0.98 0.98 2.0] [--hidden 768] [--classes 30] [--threads 2] [--repeat 1]
-        [--backend cpu|cuda] [--device cpu|cuda]
+        [--backend cpu|cuda] [--device cpu|cuda] [--precision fp32 [bf16]]
 
 Builds a UNETR with random weights (MONAI's constructor, the study's 96^3 tiles, 16^3 patches) and
 writes it as a libsarco model file with the thigh pipeline in its sarco.config; makes a synthetic
@@ -13,6 +13,12 @@ thigh-like CT; then times
           sliding_window_inference(UNETR), argmax, the inverse Spacing (nearest) and uncrop, and
           nibabel save,
 and reports both with the label agreement (Dice per label averaged, and the share of equal voxels).
+With --precision fp32 bf16 the CLI runs once per precision and BF16's labels are compared with FP32's.
+It also measures, on the same cores: the model load alone (sarco_model_load through the binding),
+one bare 96^3 tile forward (sarco Model.forward) against the cost of a window inside the sliding window
+(inference seconds / windows), the network's FLOPs counted exactly from its shapes (torch's
+FlopCounterMode), and the machine's GEMM peak (a 4096^3 torch matmul, FP32 and BF16), and prints the
+table of issue 14's targets. CPU flags are printed so numbers from different machines are not mixed.
 Everything stays in a temporary directory; nothing is written to the tree.
 """
 import argparse
@@ -63,6 +69,89 @@ def synthetic_thigh(size, seed=0):
     return np.round(ct).astype(np.int16)
 
 
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return " ".join(x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if x in have)
+    except OSError:
+        pass
+    return "unknown"
+
+
+def tile_and_peak(a, mpath, model, torch):
+    """Model load alone, one bare 96^3 tile forward per precision, FLOPs from shapes, GEMM peaks."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    import sarco
+    from torch.utils.flop_counter import FlopCounterMode
+
+    out = {}
+    x = np.random.default_rng(0).random((1, 1, 96, 96, 96), dtype=np.float32)
+    with FlopCounterMode(display=False) as fc:
+        with torch.no_grad():
+            model(torch.from_numpy(x))
+    out["tile_gflop"] = fc.get_total_flops() / 1e9
+    for prec in a.precision:
+        loads = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            m = sarco.Model(mpath, backend="cpu", threads=a.threads, precision=prec)
+            loads.append(time.perf_counter() - t0)
+            if _ < 2:
+                m.close()
+        m.forward(x)  # primitives made on the first call
+        tiles = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            m.forward(x)
+            tiles.append(time.perf_counter() - t0)
+        m.close()
+        out[f"load_s_{prec}"] = min(loads)
+        out[f"tile_s_{prec}"] = min(tiles)
+        out[f"tile_gflops_{prec}"] = out["tile_gflop"] / min(tiles)
+    n = 4096
+    for dt, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        if name not in a.precision and name != "fp32":
+            continue
+        p = torch.randn(n, n).to(dt)
+        q = torch.randn(n, n).to(dt)
+        torch.mm(p, q)
+        best = min((lambda t0: (torch.mm(p, q), time.perf_counter() - t0)[1])(time.perf_counter()) for _ in range(3))
+        out[f"gemm_peak_gflops_{name}"] = 2 * n ** 3 / best / 1e9
+    return out
+
+
+def print_targets(r, a):
+    m = r["monai"]["wall_s"]
+    f = r.get("sarco_fp32")
+    rows = []
+    if "load_s_fp32" in r:
+        rows.append(("model load, UNETR", f"{r['load_s_fp32']:.3f} s", "< 0.1 s"))
+    if f:
+        rows.append(("whole scan FP32 vs PyTorch + MONAI", f"{m / f['wall_s']:.2f}x ({f['wall_s']:.2f} s vs {m:.2f} s)",
+                     ">= 2.5x"))
+        w = f["timing_s"]["inference"] / max(f["windows"], 1)
+        if "tile_s_fp32" in r:
+            rows.append(("window in the sliding window vs bare tile",
+                         f"{w:.3f} s / {r['tile_s_fp32']:.3f} s ({100 * (w / r['tile_s_fp32'] - 1):+.1f} %)", "within 5 %"))
+            rows.append(("tile FP32 GFLOP/s vs GEMM peak", f"{r['tile_gflops_fp32']:.0f} / {r['gemm_peak_gflops_fp32']:.0f}"
+                         f" ({100 * r['tile_gflops_fp32'] / r['gemm_peak_gflops_fp32']:.0f} %)", ">= 85 %"))
+    b = r.get("sarco_bf16")
+    if b:
+        eq = r.get("bf16_vs_fp32", {}).get("equal_voxels")
+        rows.append(("whole scan BF16 vs PyTorch + MONAI FP32", f"{m / b['wall_s']:.2f}x ({b['wall_s']:.2f} s)"
+                     + (f", labels {100 * eq:.3f} % = FP32" if eq is not None else ""), ">= 5x, >= 99.9 %"))
+        if "tile_s_bf16" in r:
+            rows.append(("tile BF16 GFLOP/s vs BF16 GEMM peak",
+                         f"{r['tile_gflops_bf16']:.0f} / {r.get('gemm_peak_gflops_bf16', float('nan')):.0f}", "-"))
+    print(f"\nCPU flags: {r['cpu_flags']}; {a.threads} threads; tile {r.get('tile_gflop', 0):.1f} GFLOP")
+    print(f"{'measure':<46} {'measured':<44} target")
+    for k, v, t in rows:
+        print(f"{k:<46} {v:<44} {t}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cli", default="build/sarco")
@@ -75,6 +164,7 @@ def main():
     ap.add_argument("--backend", default="cpu", help="sarco backend: cpu, cuda or auto")
     ap.add_argument("--device", default="cpu", help="torch device for MONAI: cpu or cuda")
     ap.add_argument("--skip-monai", action="store_true")
+    ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "tf32", "fp16"])
     a = ap.parse_args()
 
     import nibabel as nib
@@ -108,24 +198,36 @@ def main():
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params; CT {tuple(a.size)} at {a.spacing} mm",
           file=sys.stderr)
 
-    # ---- sarco
-    out = os.path.join(tmp, "sarco_labels.nii.gz")
+    # ---- sarco, once per precision
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
-    sarco_times, rep = [], None
-    for _ in range(a.repeat):
-        t0 = time.perf_counter()
-        r = subprocess.run([a.cli, "segment", "--model", mpath, "--input", cpath, "--output", out, "--backend",
-                            a.backend], capture_output=True, text=True, env=env)
-        t = time.perf_counter() - t0
-        if r.returncode != 0:
-            sys.exit(f"sarco segment failed ({r.returncode}): {r.stderr}")
-        rep = json.loads(r.stdout)
-        sarco_times.append(t)
-    sl = np.asarray(nib.load(out).dataobj).astype(np.int64)
-    result = {"sarco": {"wall_s": min(sarco_times), "timing_s": rep["timing_s"], "windows": rep["settings"]["windows"],
-                        "model_dims": rep["preprocess"]["model_dims"], "slab_bytes": rep["preprocess"]["slab_bytes"],
-                        "backend": rep["settings"]["backend"]}}
+    result = {"cpu_flags": cpu_flags(), "threads": a.threads}
+    labels = {}
+    for prec in a.precision:
+        out = os.path.join(tmp, f"sarco_labels_{prec}.nii.gz")
+        sarco_times, rep = [], None
+        for _ in range(a.repeat):
+            t0 = time.perf_counter()
+            r = subprocess.run([a.cli, "segment", "--model", mpath, "--input", cpath, "--output", out, "--backend",
+                                a.backend, "--precision", prec], capture_output=True, text=True, env=env)
+            t = time.perf_counter() - t0
+            if r.returncode != 0:
+                sys.exit(f"sarco segment --precision {prec} failed ({r.returncode}): {r.stderr}")
+            rep = json.loads(r.stdout)
+            sarco_times.append(t)
+        labels[prec] = np.asarray(nib.load(out).dataobj).astype(np.int64)
+        result[f"sarco_{prec}"] = {"wall_s": min(sarco_times), "timing_s": rep["timing_s"],
+                                   "windows": rep["settings"]["windows"], "model_dims": rep["preprocess"]["model_dims"],
+                                   "slab_bytes": rep["preprocess"]["slab_bytes"], "backend": rep["settings"]["backend"]}
+    sl = labels[a.precision[0]]
+    if "bf16" in labels and "fp32" in labels:
+        x, y = labels["fp32"], labels["bf16"]
+        d = [2 * ((x == k) & (y == k)).sum() / ((x == k).sum() + (y == k).sum()) for k in range(1, a.classes)
+             if (x == k).sum() + (y == k).sum()]
+        result["bf16_vs_fp32"] = {"equal_voxels": float((x == y).mean()), "min_dice": float(min(d)) if d else None}
 
+    # ---- load, bare tile and the efficiency figure, on the same cores
+    if a.backend == "cpu":
+        result.update(tile_and_peak(a, mpath, model, torch))
     # ---- MONAI
     if not a.skip_monai:
         dev = torch.device(a.device)
@@ -159,7 +261,7 @@ def main():
         result["monai"] = {"wall_s": best[0], "timing_s": {"load": best[1], "preprocess": best[2],
                                                            "inference": best[3], "post_and_write": best[4]},
                            "device": a.device}
-        ml = full.astype(np.int64)
+        ml = full.astype(np.int64)  # compared with the first --precision's labels
         dice = []
         for k in range(1, a.classes):
             p, q = sl == k, ml == k
@@ -168,6 +270,8 @@ def main():
         result["agreement"] = {"equal_voxels": float((sl == ml).mean()),
                                "mean_dice_present_labels": float(np.mean(dice)) if dice else None}
     print(json.dumps(result, indent=1))
+    if "monai" in result:
+        print_targets(result, a)
 
 
 if __name__ == "__main__":

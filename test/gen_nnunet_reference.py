@@ -69,10 +69,10 @@ VARIANTS = [
      plain_kwargs(C2, 5, [4, 8, 16, 32, 32], [[3, 3]] * 5, [[1, 1]] + [[2, 2]] * 4, [2] * 5, [2] * 4,
                   IN2, {"eps": 1e-5, "affine": True}, LRELU, {"inplace": True}),
      (2, 1, 32, 48), 3, 1),
-    # (b) 3D with anisotropic kernels (1,3,3) and strides (1,2,2), eps 1e-3, slope 0.05, mixed decoder depths
+    # (b) 3D with anisotropic kernels (1,3,3) and strides (1,2,2), eps 1e-3, slope 0.05, 1..3 convs per stage
     ("b_plain3d_aniso", PLAIN,
      plain_kwargs(C3, 4, [4, 8, 12, 16], [[1, 3, 3], [1, 3, 3], [3, 3, 3], [3, 3, 3]],
-                  [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]], [2, 2, 2, 1], [2, 1, 1],
+                  [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]], [3, 2, 2, 1], [2, 3, 1],
                   IN3, {"eps": 1e-3, "affine": True}, LRELU, {"negative_slope": 0.05, "inplace": True}),
      (1, 2, 8, 16, 16), 2, 2),
     # (c) 2D ResEnc M preset shape (blocks 1,3,4,6,6; one decoder conv per stage), 3 input channels
@@ -92,9 +92,10 @@ VARIANTS = [
                   BN2, {"eps": 1e-5, "affine": True}, RELU, {"inplace": True}, bias=False,
                   dropout="torch.nn.modules.dropout.Dropout2d"),
      (1, 1, 32, 32), 3, 5),
-    # (f) ResEnc with BatchNorm + ReLU, no bias: the residual add goes through the folded conv
+    # (f) ResEnc with BatchNorm + ReLU, no bias: the residual add goes through the folded conv; a strided
+    # first stage (output at half the input size) and a (1, 2) stride
     ("f_resenc2d_bn_relu", RESENC,
-     resenc_kwargs(C2, 4, [4, 8, 16, 16], [[3, 3]] * 4, [[1, 1]] + [[2, 2]] * 3, [1, 2, 2, 2], [1] * 3,
+     resenc_kwargs(C2, 4, [4, 8, 16, 16], [[3, 3]] * 4, [[2, 2], [2, 2], [2, 2], [1, 2]], [1, 2, 2, 2], [1] * 3,
                    BN2, {"eps": 1e-5, "affine": True}, RELU, {"inplace": True}, bias=False),
      (1, 2, 16, 32), 2, 6),
 ]

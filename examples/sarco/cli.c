@@ -132,3 +132,17 @@ int cli_write_json(const char *verb, const json_t *root, const char *report) {
     snprintf(msg, sizeof msg, "cannot write the report to %s", report ? report : "stdout");
     return cli_fail(verb, SARCO_ERR_IO, msg);
 }
+
+int cli_parse_precision(const char *s, sarco_precision *p) {
+    static const struct {
+        const char *name;
+        sarco_precision v;
+    } names[] = {{"fp32", SARCO_PRECISION_FP32}, {"bf16", SARCO_PRECISION_BF16}, {"tf32", SARCO_PRECISION_TF32},
+                 {"fp16", SARCO_PRECISION_FP16}};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!strcmp(s, names[i].name)) {
+            *p = names[i].v;
+            return 1;
+        }
+    return 0;
+}

@@ -42,6 +42,8 @@ int cli_common_option(const char *verb, const char *usage, int argc, char **argv
 int cli_unknown_option(const char *verb, const char *arg, const char *usage);
 /* "X,Y[,Z]" of positive finite mm values: returns how many (up to 3), 0 when malformed. */
 int cli_parse_spacing(const char *s, double *sp);
+/* "fp32", "bf16", "tf32", "fp16" -> *p; 0 when s is none of them. */
+int cli_parse_precision(const char *s, sarco_precision *p);
 /* A CPU context with that many threads; on failure the reason is in msg. */
 sarco_status cli_cpu_context(int threads, sarco_context **ctx, char *msg, size_t n);
 

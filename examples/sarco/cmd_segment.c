@@ -20,6 +20,7 @@ static const char *SEG_USAGE =
     "  --output LABELS      label map to write (.nii or .nii.gz; .png: 8-bit PNG of a 2-D input)\n"
     "  --report R.json      write the JSON report there instead of stdout\n"
     "  --backend B          auto (default), cpu or cuda\n"
+    "  --precision P        fp32 (default, exact), bf16 (CPUs with AVX512-BF16/AMX), tf32 or fp16 (CUDA)\n"
     "  --height-m H         body height in metres: adds volume / height^2 (mL/m^2)\n"
     "  --overlap F          window overlap in [0, 1) (default: the model's, else 0.25)\n"
     "  --mode M             constant or gaussian blending (default: the model's, else constant)\n"
@@ -100,7 +101,8 @@ static void entry(FILE *f, const sarco_volume_entry *e, int is_group, int has_he
 
 static void write_report(FILE *f, const char *model_path, const sarco_model *model, const char *input,
                          const char *output, const sarco_image *ct, sarco_context *ctx, const sarco_segment_info *info,
-                         const sarco_volume_report *vr, const double *t) {
+                         const sarco_volume_report *vr, const double *t, sarco_precision precision) {
+    static const char *const precision_names[] = {"fp32", "tf32", "fp16", "bf16"};
     const int is_3d = ct->ndim == 3;
     fputs("{\n  \"input\": {\"path\": ", f);
     jstr(f, input);
@@ -127,8 +129,8 @@ static void write_report(FILE *f, const char *model_path, const sarco_model *mod
     fputs(", \"arch\": ", f);
     jstr(f, sarco_model_arch(model));
     fprintf(f, ", \"classes\": %d},\n", info->num_classes);
-    fprintf(f, "  \"settings\": {\"backend\": \"%s\", \"roi\": [%lld, %lld, %lld], \"overlap\": ",
-            sarco_context_backend(ctx) == SARCO_BACKEND_CUDA ? "cuda" : "cpu", (long long)info->roi[0],
+    fprintf(f, "  \"settings\": {\"backend\": \"%s\", \"precision\": \"%s\", \"roi\": [%lld, %lld, %lld], \"overlap\": ",
+            sarco_context_backend(ctx) == SARCO_BACKEND_CUDA ? "cuda" : "cpu", precision_names[precision], (long long)info->roi[0],
             (long long)info->roi[1], (long long)info->roi[2]);
     jnum(f, info->overlap);
     fprintf(f, ", \"mode\": \"%s\", \"sigma_scale\": ", info->mode == SARCO_BLEND_GAUSSIAN ? "gaussian" : "constant");
@@ -233,6 +235,11 @@ int cmd_segment(int argc, char **argv) {
                 fprintf(stderr, "sarco segment: --backend must be auto, cpu or cuda, not '%s'\n", v);
                 return CLI_BAD_INPUT;
             }
+        } else if (!strcmp(a, "--precision")) {
+            if (!cli_parse_precision(v, &co.precision)) {
+                fprintf(stderr, "sarco segment: --precision must be fp32, bf16, tf32 or fp16, not '%s'\n", v);
+                return CLI_BAD_INPUT;
+            }
         } else if (!strcmp(a, "--height-m")) {
             if (!parse_double(v, &d) || !(d > 0.3 && d < 3.0)) {
                 fprintf(stderr, "sarco segment: --height-m must be a height in metres (0.3..3), not '%s'\n", v);
@@ -310,7 +317,7 @@ int cmd_segment(int argc, char **argv) {
             goto done;
         }
     }
-    write_report(f, model_path, model, input, output, ct, ctx, &info, vr, t);
+    write_report(f, model_path, model, input, output, ct, ctx, &info, vr, t, co.precision);
     if (report && fclose(f) != 0) {
         snprintf(msg, sizeof msg, "%s: write failed (%s)", report, strerror(errno));
         rc = cli_fail("segment", SARCO_ERR_IO, msg);

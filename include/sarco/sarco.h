@@ -62,7 +62,9 @@ typedef enum sarco_backend_kind {
 typedef enum sarco_precision {
     SARCO_PRECISION_FP32 = 0, /* exact mode: the reference results */
     SARCO_PRECISION_TF32 = 1, /* GPU fast mode: TF32 tensor cores for convs and GEMMs */
-    SARCO_PRECISION_FP16 = 2  /* GPU fast mode: half-precision storage, FP32 accumulation */
+    SARCO_PRECISION_FP16 = 2, /* GPU fast mode: half-precision storage, FP32 accumulation */
+    SARCO_PRECISION_BF16 = 3  /* CPU fast mode (AVX512-BF16 or AMX only; refused elsewhere and on CUDA): BF16
+                                 weights and conv/linear inputs, FP32 accumulation, outputs and other ops */
 } sarco_precision;
 
 typedef enum sarco_log_level {

@@ -48,7 +48,7 @@ sarco_status sarco_context_create_ex(const sarco_context_options *opts, sarco_co
         o.struct_size = sizeof o;
     }
     if (o.backend < SARCO_BACKEND_AUTO || o.backend > SARCO_BACKEND_CUDA || o.threads < 0 || o.device < 0 ||
-        o.precision < SARCO_PRECISION_FP32 || o.precision > SARCO_PRECISION_FP16) {
+        o.precision < SARCO_PRECISION_FP32 || o.precision > SARCO_PRECISION_BF16) {
         set_msg(msg, msg_size, "sarco_context_create: an option is out of range (backend, device, threads "
                                "or precision)");
         return SARCO_ERR_INVALID_ARGUMENT;
@@ -61,7 +61,14 @@ sarco_status sarco_context_create_ex(const sarco_context_options *opts, sarco_co
     ctx->opts = o;
 
     sarco_status s = SARCO_ERR_BACKEND_UNAVAILABLE;
-    if (o.backend != SARCO_BACKEND_CPU) {
+    if (o.precision == SARCO_PRECISION_BF16 && o.backend == SARCO_BACKEND_CUDA) {
+        set_msg(msg, msg_size, "sarco_context_create: BF16 is a CPU mode; on CUDA use TF32 or FP16");
+        free(ctx);
+        return SARCO_ERR_UNSUPPORTED;
+    }
+    if (o.precision == SARCO_PRECISION_BF16 && o.backend == SARCO_BACKEND_AUTO)
+        sarco_note(ctx, "backend auto: using the CPU (BF16 is a CPU mode)");
+    else if (o.backend != SARCO_BACKEND_CPU) {
         s = sarco_backend_open_cuda(ctx, &ctx->be);
         if (s != SARCO_OK && o.backend == SARCO_BACKEND_CUDA) {
             set_msg(msg, msg_size, ctx->err);

@@ -586,6 +586,7 @@ static void cpu_destroy(sarco_backend *be) {
         if (st->strm) dnnl_stream_destroy(st->strm);
         if (st->eng) dnnl_engine_destroy(st->eng);
         free(st->scratch);
+        free(st->bf16_in);
         free(st);
     }
     free(be);
@@ -647,6 +648,18 @@ sarco_status sarco_backend_create_cpu(sarco_context *ctx, sarco_backend **out) {
         cpu_destroy(be);
         return sarco_fail(ctx, SARCO_ERR_BACKEND_UNAVAILABLE, "cpu backend: oneDNN engine/stream creation failed (%d)",
                           (int)ds);
+    }
+    if (ctx && ctx->opts.precision == SARCO_PRECISION_BF16) {
+        /* BF16 only where the CPU computes it natively: oneDNN would emulate it (slower than FP32)
+         * on AVX-512 without BF16 and has no BF16 kernels at all on AVX2. ONEDNN_MAX_CPU_ISA caps it. */
+        dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+        if ((isa & dnnl_cpu_isa_avx512_core_bf16) != dnnl_cpu_isa_avx512_core_bf16) {
+            cpu_destroy(be);
+            return sarco_fail(ctx, SARCO_ERR_UNSUPPORTED,
+                              "cpu backend: precision BF16 needs a CPU with AVX512-BF16 or AMX; oneDNN finds ISA "
+                              "0x%x here (use FP32)", (unsigned)isa);
+        }
+        st->bf16 = 1;
     }
     *out = be;
     return SARCO_OK;

@@ -28,6 +28,9 @@ typedef struct sarco_cpu {
     sarco_cpu_gemm_entry gemm[SARCO_CPU_GEMM_CACHE];
     double *scratch; /* instnorm partial sums, grown on demand */
     size_t scratch_n;
+    int bf16;             /* SARCO_PRECISION_BF16: weighted ops take BF16 weights and inputs */
+    uint16_t *bf16_in;    /* a weighted op's input converted to BF16, grown on demand */
+    size_t bf16_n;
 } sarco_cpu;
 
 static inline sarco_cpu *sarco_cpu_of(sarco_backend *be) { return (sarco_cpu *)be->impl; }

@@ -1,6 +1,7 @@
 /* oneDNN-backed ops of the CPU backend: conv and deconv (convolution / deconvolution primitives on
  * channels-last activations, weights in the blocked layout oneDNN picks), linear and strided batched
  * gemm (matmul). Primitives are cached per input shape in the prepared op (LRU, WOP_CACHE entries). */
+#include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ typedef struct wop {
     sarco_act act;
     float alpha;
     int has_bias;
+    int bf16;                      /* BF16 weights and input, FP32 bias, accumulation and output */
     wop_weights wc[WOP_CACHE + 1];
     float *bias;
     uint64_t tick;
@@ -133,6 +135,7 @@ static dnnl_status_t wop_pd(sarco_backend *be, const wop *op, const int64_t *key
     dnnl_dims_t sd = {0}, dd = {0}, wd = {0}, bd = {0};
     dnnl_format_tag_t user_tag;
     int wnd = weight_dims(op, wd, &user_tag);
+    dnnl_data_type_t in_dt = op->bf16 ? dnnl_bf16 : dnnl_f32; /* src and weights */
     dnnl_status_t st;
     *pd = NULL;
     if (op->kind == WOP_LINEAR) {
@@ -140,7 +143,7 @@ static dnnl_status_t wop_pd(sarco_backend *be, const wop *op, const int64_t *key
         sd[1] = op->ld.in_features;
         dd[1] = bd[1] = op->ld.out_features;
         bd[0] = 1;
-        st = dnnl_memory_desc_init_by_tag(&src, 2, sd, dnnl_f32, dnnl_ab);
+        st = dnnl_memory_desc_init_by_tag(&src, 2, sd, in_dt, dnnl_ab);
         if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab);
         if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&b, 2, bd, dnnl_f32, dnnl_ab);
     } else {
@@ -156,14 +159,14 @@ static dnnl_status_t wop_pd(sarco_backend *be, const wop *op, const int64_t *key
             dd[2 + i] = out[i];
         }
         dnnl_format_tag_t tag = nsp == 3 ? dnnl_ndhwc : dnnl_nhwc;
-        st = dnnl_memory_desc_init_by_tag(&src, nsp + 2, sd, dnnl_f32, tag);
+        st = dnnl_memory_desc_init_by_tag(&src, nsp + 2, sd, in_dt, tag);
         if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&dst, nsp + 2, dd, dnnl_f32, tag);
         if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&b, 1, bd, dnnl_f32, dnnl_a);
     }
     if (st != dnnl_success) return st;
     if (w_md)
         w = *w_md;
-    else if ((st = dnnl_memory_desc_init_by_tag(&w, wnd, wd, dnnl_f32, dnnl_format_tag_any)) != dnnl_success)
+    else if ((st = dnnl_memory_desc_init_by_tag(&w, wnd, wd, in_dt, dnnl_format_tag_any)) != dnnl_success)
         return st;
     dnnl_primitive_attr_t attr;
     if ((st = make_attr(op, res, fuse_act, &dst, &attr)) != dnnl_success) return st;
@@ -218,7 +221,7 @@ static dnnl_status_t wop_pd_any(sarco_backend *be, const wop *op, const int64_t 
     dnnl_memory_desc_t ba;
     dnnl_dims_t wd = {op->ld.in_features, op->ld.out_features};
     dnnl_primitive_desc_t pd2 = NULL;
-    if (dnnl_memory_desc_init_by_tag(&ba, 2, wd, dnnl_f32, dnnl_ba) == dnnl_success &&
+    if (dnnl_memory_desc_init_by_tag(&ba, 2, wd, op->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_ba) == dnnl_success &&
         wop_pd(be, op, key, &ba, RES_NONE, fuse_act, &pd2) == dnnl_success) {
         dnnl_primitive_desc_destroy(*pd);
         *pd = pd2;
@@ -372,6 +375,51 @@ static sarco_status wop_entry_get(sarco_backend *be, wop *op, const int64_t *key
     return SARCO_OK;
 }
 
+/* float -> bfloat16 with the CPU's own conversion (round to nearest even, NaN kept quiet, as oneDNN's
+ * reorders do). Only called when the backend checked for AVX512-BF16, so the target attribute is safe;
+ * the loop is memory-bound (6 bytes a value). */
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) static void f32_to_bf16_n(const float *x, uint16_t *b, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
+        _mm256_storeu_si256((__m256i *)(void *)(b + i), (__m256i)v);
+    }
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, x + i));
+        _mm256_mask_storeu_epi16((void *)(b + i), k, (__m256i)v);
+    }
+}
+
+/* The op's input in BF16, in the backend's grow-only buffer (valid until the next weighted op). */
+static sarco_status bf16_input(sarco_backend *be, const float *x, int64_t n, const uint16_t **out) {
+    sarco_cpu *st = sarco_cpu_of(be);
+    if ((size_t)n > st->bf16_n) {
+        uint16_t *p = realloc(st->bf16_in, (size_t)n * sizeof *p);
+        if (!p) return sarco_fail(be->ctx, SARCO_ERR_OUT_OF_MEMORY, "bf16: %lld input values", (long long)n);
+        st->bf16_in = p;
+        st->bf16_n = (size_t)n;
+    }
+    uint16_t *b = st->bf16_in;
+    const int64_t chunk = 1 << 16;
+    int64_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(st->threads) schedule(static) if (n >= SARCO_CPU_PAR_MIN)
+    for (int64_t c = 0; c < nchunks; c++) {
+        int64_t lo = c * chunk, len = n - lo < chunk ? n - lo : chunk;
+        f32_to_bf16_n(x + lo, b + lo, len);
+    }
+    *out = b;
+    return SARCO_OK;
+}
+
+/* Elements of a weighted op's input for `key`. */
+static int64_t wop_in_count(const wop *op, const int64_t *key) {
+    if (op->kind == WOP_LINEAR) return key[0] * op->ld.in_features;
+    int64_t n = key[0] * op->cd.cin;
+    for (int i = 0; i < op->cd.nsp; i++) n *= key[1 + i];
+    return n;
+}
+
 /* y = act(op(x) + b + residual) for input `key`; `count` = elements of y. */
 static sarco_status wop_run(sarco_backend *be, wop *op, const int64_t *key, int64_t count, const float *x,
                             const float *residual, float *y) {
@@ -393,6 +441,12 @@ static sarco_status wop_run(sarco_backend *be, wop *op, const int64_t *key, int6
         }
         if (res == RES_SUM && residual != y) sarco_cpu_copy_n(be, y, residual, count);
     }
+    const void *src = x;
+    if (op->bf16) {
+        const uint16_t *xb = NULL;
+        if ((s = bf16_input(be, x, wop_in_count(op, key), &xb)) != SARCO_OK) return s;
+        src = xb;
+    }
     const float *w = op->wc[e->wi].w;
     dnnl_memory_desc_t bmd;
     dnnl_dims_t bd = {0};
@@ -408,7 +462,7 @@ static sarco_status wop_run(sarco_backend *be, wop *op, const int64_t *key, int6
         int arg;
         const dnnl_memory_desc_t *md;
         const void *p;
-    } io[5] = {{DNNL_ARG_SRC, &e->src_md, x},
+    } io[5] = {{DNNL_ARG_SRC, &e->src_md, src},
                {DNNL_ARG_WEIGHTS, &e->w_md, w},
                {DNNL_ARG_DST, &e->dst_md, y},
                {DNNL_ARG_BIAS, &bmd, op->bias},
@@ -440,6 +494,7 @@ static sarco_status wop_run(sarco_backend *be, wop *op, const int64_t *key, int6
 static sarco_status wop_prepare(sarco_backend *be, wop *op, const int64_t *key, const float *w_host,
                                 const float *b_host) {
     sarco_status s;
+    op->bf16 = sarco_cpu_of(be)->bf16;
     int64_t nb = op->kind == WOP_LINEAR ? op->ld.out_features : op->cd.cout;
     if (op->has_bias) {
         void *b = NULL;

@@ -26,8 +26,9 @@ typedef struct sarco_st_tensor {
 } sarco_st_tensor;
 
 typedef struct sarco_st_file {
-    uint8_t *buf;               /* the whole file */
+    uint8_t *buf;               /* the whole file: mapped read-only (sarco_st_open) or a copy (sarco_st_parse) */
     size_t size;
+    int mapped;
     size_t data_start;          /* 8 + header length */
     sarco_st_tensor *tensors;   /* sorted by name */
     size_t count;

@@ -65,8 +65,7 @@ static sarco_status load_states(sarco_context *ctx, const sarco_arch *arch, cons
     if (nfolds == 0) return arch->load(ctx, kwargs, st, &states[0]);
     size_t covered = 0;
     sarco_status s = SARCO_OK;
-    int i;
-    for (i = 0; i < nfolds && s == SARCO_OK; i++) {
+    for (int i = 0; i < nfolds && s == SARCO_OK; i++) {
         sarco_st_file view;
         s = fold_view(ctx, st, i, &view);
         if (s != SARCO_OK) break;
@@ -88,10 +87,13 @@ static sarco_status load_states(sarco_context *ctx, const sarco_arch *arch, cons
         /* a tensor outside every fold.<i>. prefix: name the first */
         const char *stray = NULL;
         for (size_t k = 0; k < st->count && !stray; k++) {
-            int fold = -1, used = 0;
-            if (sscanf(st->tensors[k].name, "fold.%d.%n", &fold, &used) != 1 || used == 0 || fold < 0 ||
-                fold >= nfolds)
-                stray = st->tensors[k].name;
+            int fold = -1;
+            char prefix[32];
+            if (sscanf(st->tensors[k].name, "fold.%d.", &fold) == 1 && fold >= 0 && fold < nfolds)
+                snprintf(prefix, sizeof prefix, "fold.%d.", fold); /* exactly that spelling ("fold.01." is not) */
+            else
+                prefix[0] = '\0';
+            if (!prefix[0] || strncmp(st->tensors[k].name, prefix, strlen(prefix)) != 0) stray = st->tensors[k].name;
         }
         s = sarco_fail(ctx, SARCO_ERR_BAD_FORMAT, "tensor %s belongs to none of the %d folds (fold.0 .. fold.%d)",
                        stray ? stray : "?", nfolds, nfolds - 1);

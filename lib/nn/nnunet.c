@@ -283,8 +283,12 @@ static sarco_status workspace(sarco_context *ctx, nnunet *u, int64_t n, const in
     sarco_status s = SARCO_OK;
     ws_buf(ctx, mul3(n, S[0], u->in_ch), &w->x, &s);
     for (int64_t i = 0; i < u->n; i++) ws_buf(ctx, mul3(n, S[i + 1], u->feat[i]), &w->skip[i], &s);
+    /* t1 only serves stacks of three or more convs (stack_forward's second scratch) */
+    int need_t1 = 0;
+    for (int64_t i = 0; i < u->n; i++)
+        need_t1 |= (!u->resenc && u->per_stage[i] >= 3) || (i < u->n - 1 && u->per_dec[i] >= 3);
     ws_buf(ctx, fmax, &w->t0, &s);
-    ws_buf(ctx, fmax, &w->t1, &s);
+    if (need_t1) ws_buf(ctx, fmax, &w->t1, &s);
     ws_buf(ctx, fmax, &w->dec, &s);
     ws_buf(ctx, cmax, &w->cat, &s);
     if (u->resenc) {

@@ -47,15 +47,16 @@ def _shape_arg(shape):
 class Model(_Closing):
     """A libsarco model file loaded on a backend.
 
-    Model(path, backend="cpu", threads=0) creates its own context ("auto", "cpu" or "cuda");
-    pass context=sarco.Context(...) to share one between models. Use as a context manager or call
+    Model(path, backend="cpu", threads=0, precision="fp32") creates its own context ("auto", "cpu" or
+    "cuda"; precision "fp32", or "bf16" on CPUs with AVX512-BF16/AMX, "tf32"/"fp16" on CUDA); pass
+    context=sarco.Context(...) to share one between models. Use as a context manager or call
     close(); the model is always freed before the context it was loaded on."""
 
-    def __init__(self, path, backend="cpu", threads=0, context=None):
+    def __init__(self, path, backend="cpu", threads=0, context=None, precision="fp32"):
         self._h = None
         self._ctx = None
         own = context is None
-        ctx = Context(backend=backend, threads=threads) if own else context
+        ctx = Context(backend=backend, threads=threads, precision=precision) if own else context
         ctx.acquire()
         self._ctx = ctx
         if own:

@@ -22,7 +22,7 @@ ERR_BACKEND_UNAVAILABLE = 6
 
 BACKENDS = {"auto": 0, "cpu": 1, "cuda": 2}
 _BACKEND_NAMES = {1: "cpu", 2: "cuda"}
-PRECISIONS = {"fp32": 0, "tf32": 1, "fp16": 2}
+PRECISIONS = {"fp32": 0, "tf32": 1, "fp16": 2, "bf16": 3}
 
 
 class SarcoError(RuntimeError):

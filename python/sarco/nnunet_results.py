@@ -300,7 +300,9 @@ def nnunet_config(model_dir, folds=None, checkpoint="checkpoint_final.pth", post
     if not isinstance(a, dict) or "network_class_name" not in a or not isinstance(a.get("arch_kwargs"), dict):
         raise ConvertError(f"plans.json configuration {conf_name!r} has no architecture.network_class_name / "
                            "arch_kwargs (plans from nnU-Net v2 before 2.4 are not supported)")
-    arch = NETWORKS.get(a["network_class_name"])
+    # nnU-Net itself falls back to the class's last name when the module path moved
+    short = {k.rsplit(".", 1)[1]: v for k, v in NETWORKS.items()}
+    arch = NETWORKS.get(a["network_class_name"]) or short.get(str(a["network_class_name"]).rsplit(".", 1)[-1])
     if arch is None:
         raise ConvertError(f"network {a['network_class_name']!r} is not supported (supported: "
                            f"{', '.join(sorted(NETWORKS))})")

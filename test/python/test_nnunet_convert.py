@@ -193,6 +193,23 @@ class NnunetConvert(unittest.TestCase):
             convert.convert_nnunet(d.replace("__2d_small", "__2d"), self.out(), None, reader="builtin")
         self.assertFalse(os.path.exists(self.out()))
 
+    def test_network_class_names(self):
+        d = self.copy_fake()
+        p = load(os.path.join(d, "plans.json"))
+        arch = p["configurations"]["2d_small"]["architecture"]
+        arch["network_class_name"] = "moved.elsewhere.PlainConvUNet"  # nnU-Net falls back to the last name
+        save(os.path.join(d, "plans.json"), p)
+        self.assertEqual(convert.convert_nnunet(d, self.out(), ["0"], reader="builtin")["arch"], "nnunet.PlainConvUNet")
+        arch["network_class_name"] = "dynamic_network_architectures.architectures.unet.ResidualUNet"
+        save(os.path.join(d, "plans.json"), p)
+        with self.assertRaisesRegex(ConvertError, "ResidualUNet' is not supported"):
+            convert.convert_nnunet(d, self.out("b.safetensors"), ["0"], reader="builtin")
+        del p["configurations"]["2d_small"]["architecture"]
+        del p["configurations"]["2d"]["architecture"]
+        save(os.path.join(d, "plans.json"), p)
+        with self.assertRaisesRegex(ConvertError, "before 2.4"):
+            convert.convert_nnunet(d, self.out("b.safetensors"), ["0"], reader="builtin")
+
     def test_regions_and_ignore_label(self):
         n, classes, rco = nnunet_results.label_info(
             {"labels": {"background": 0, "whole": [1, 2, 3], "core": [2, 3], "enh": 3}, "regions_class_order": [1, 2, 3]})
