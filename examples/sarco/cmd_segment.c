@@ -19,7 +19,7 @@ static const char *SEG_USAGE =
     "  --model M            libsarco model file (.safetensors with sarco.config)\n"
     "  --input CT           NIfTI (.nii/.nii.gz), PNG, JPEG, a DICOM file or a folder with a DICOM series\n"
     "  --series UID         the SeriesInstanceUID to read when the --input folder holds several\n"
-    "  --output LABELS      label map to write (.nii or .nii.gz)\n"
+    "  --output LABELS      label map to write (.nii or .nii.gz; .png: 8-bit PNG of a 2-D input)\n"
     "  --report R.json      write the JSON report there instead of stdout\n"
     "  --backend B          auto (default), cpu or cuda\n"
     "  --precision P        fp32 (default, exact), bf16 (CPUs with AVX512-BF16/AMX), tf32 or fp16 (CUDA)\n"
@@ -29,6 +29,8 @@ static const char *SEG_USAGE =
     "  --sw-batch N         windows per network call (default: the model's, else 1)\n"
     "  --overlay O.png      also draw the image with its labels (sarco overlay's defaults)\n"
     "  --html R.html        also write the HTML report (sarco report) with the overlay embedded\n"
+    "  --no-mirroring       nnU-Net models: no test-time mirroring (nnUNetv2_predict -disable_tta)\n"
+    "  --fp32-accumulation  nnU-Net models: accumulate windows and folds in fp32 instead of nnU-Net's fp16\n"
     "\n"
     "Exit codes: 0 ok, 2 bad input or usage, 1 internal failure.\n";
 
@@ -143,8 +145,11 @@ static void write_report(FILE *f, const char *model_path, const sarco_model *mod
     jnum(f, info->overlap);
     fprintf(f, ", \"mode\": \"%s\", \"sigma_scale\": ", info->mode == SARCO_BLEND_GAUSSIAN ? "gaussian" : "constant");
     jnum(f, info->sigma_scale);
-    fprintf(f, ", \"sw_batch_size\": %d, \"windows\": %lld, \"backend_detail\": ", info->sw_batch_size,
-            (long long)info->windows);
+    fprintf(f, ", \"sw_batch_size\": %d, \"windows\": %lld", info->sw_batch_size, (long long)info->windows);
+    if (info->folds > 1 || info->mirror_variants > 1 || sarco_model_fold_count(model) > 1)
+        fprintf(f, ", \"folds\": %d, \"mirror_variants\": %d, \"accumulation\": \"%s\"", info->folds,
+                info->mirror_variants, info->fp32_accumulation ? "fp32" : "fp16");
+    fputs(", \"backend_detail\": ", f);
     jstr(f, sarco_context_backend_detail(ctx)); /* which backend ran and, when AUTO chose the CPU, why */
     fputs("},\n", f);
     fprintf(f, "  \"preprocess\": {\"crop_start\": [%lld, %lld, %lld], \"crop_end\": [%lld, %lld, %lld], "
@@ -209,6 +214,14 @@ int cmd_segment(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(SEG_USAGE, stdout);
             return CLI_OK;
+        }
+        if (!strcmp(a, "--no-mirroring")) {
+            so.mirroring = SARCO_MIRROR_OFF;
+            continue;
+        }
+        if (!strcmp(a, "--fp32-accumulation")) {
+            so.fp32_accumulation = 1;
+            continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "sarco segment: %s needs a value (or is unknown)\n\n%s", a, SEG_USAGE);

@@ -405,7 +405,9 @@ SARCO_API sarco_status sarco_image_write(sarco_context *ctx, const sarco_image *
 
 /* Writes a label map (NIFTI_INTENT_LABEL) on geometry's grid, exactly as sarco_image_write would
  * place it; geometry->data is not used. labels: one value per voxel, x fastest, each <= max_label
- * (0..65535); stored as uint8 when max_label <= 255, else uint16. Atomic as above. */
+ * (0..65535); stored as uint8 when max_label <= 255, else uint16. Atomic as above. A path ending in
+ * ".png" writes an 8-bit grey PNG of a 2-D geometry instead (as nnU-Net writes labels of PNG
+ * datasets; max_label <= 255; no spacing needed). */
 SARCO_API sarco_status sarco_labels_write(sarco_context *ctx, const sarco_image *geometry, const uint16_t *labels,
                                           int max_label, const char *path);
 
@@ -498,9 +500,20 @@ SARCO_API sarco_status sarco_sliding_window(sarco_context *ctx, sarco_model *mod
                                             const sarco_window_options *opts, float *logits,
                                             size_t logits_count);
 
+/* Test-time mirroring of nnU-Net models (sarco_segment_options.mirroring). */
+typedef enum {
+    SARCO_MIRROR_FROM_CONFIG = 0, /* the model's allowed mirroring axes (nnU-Net's default: on) */
+    SARCO_MIRROR_OFF = 1,         /* as nnUNetv2_predict -disable_tta */
+    SARCO_MIRROR_ON = 2           /* the allowed axes (none allowed: no mirroring either) */
+} sarco_mirroring;
+
 typedef struct sarco_segment_options {
     size_t struct_size;        /* sizeof(sarco_segment_options); set by sarco_segment_options_init */
     sarco_window_options window;
+    /* fields added later stay below, at the end */
+    sarco_mirroring mirroring; /* nnU-Net models only */
+    int fp32_accumulation;     /* nnU-Net models: 0 = nnU-Net's fp16 window accumulation and fold average
+                                  (exact mode, the default), 1 = fp32 (docs/nnunet.md) */
 } sarco_segment_options;
 
 SARCO_API void sarco_segment_options_init(sarco_segment_options *opts);
@@ -520,9 +533,18 @@ typedef struct sarco_segment_info {
     int num_classes;                    /* network output channels */
     size_t slab_bytes;                  /* host bytes of the blending slab (not the whole logits) */
     double seconds_preprocess, seconds_inference, seconds_postprocess;
+    /* fields added later stay below, at the end */
+    int folds;                          /* networks averaged (nnU-Net folds); 1 otherwise */
+    int mirror_variants;                /* network inputs per window: 1, or 1 + mirror combinations */
+    int fp32_accumulation;              /* nnU-Net models: the accumulation used */
 } sarco_segment_info;
 
-/* The whole path on a CT (or 2-D) image: the config's preprocessing (HU window and scaling, gamma,
+/* nnU-Net models (a sarco.config with an "nnunet" object, docs/nnunet.md) run nnU-Net's own
+ * pipeline instead: DefaultPreprocessor, nnUNetPredictor's sliding window with Gaussian weighting,
+ * mirroring and fold averaging, its export and the stored postprocessing; window options other than
+ * the ones below are ignored there, info->roi is the patch size and crop_start/end nnU-Net's box.
+ *
+ * The whole path on a CT (or 2-D) image: the config's preprocessing (HU window and scaling, gamma,
  * crop to foreground, resampling to the model's spacing), sliding-window inference, argmax, and the
  * labels back on ct's grid (nearest neighbour; 0 outside the foreground box). Memory stays bounded:
  * the logits are blended in slabs of roi rows and never held whole. labels: caller-owned, one

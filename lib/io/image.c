@@ -259,6 +259,14 @@ sarco_status sarco_labels_write(sarco_context *ctx, const sarco_image *geometry,
         if (labels[i] > max_label)
             return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: label %u at voxel %lld is above max_label %d", path,
                               labels[i], (long long)i, max_label);
+    if (ends_with_ci(path, ".png")) { /* as nnU-Net writes labels of PNG datasets: 8-bit grey, the input's size */
+        if (geometry->ndim != 2 && geometry->dims[2] != 1)
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: a PNG holds one 2-D slice; the labels are 3-D", path);
+        if (max_label > 255)
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: labels up to %d do not fit an 8-bit PNG", path,
+                              max_label);
+        return sarco_png_write_grey8(ctx, path, (uint32_t)geometry->dims[0], (uint32_t)geometry->dims[1], labels);
+    }
     return sarco_nifti_write(ctx, geometry, labels, max_label <= 255 ? DT_UINT8 : DT_UINT16, NIFTI_INTENT_LABEL, path,
                              NULL);
 }

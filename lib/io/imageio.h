@@ -83,7 +83,7 @@ SARCO_INTERNAL sarco_status sarco_png_write_ex(sarco_context *ctx, const char *p
                                                const sarco_write_fault *fault);
 
 /* An 8-bit grey PNG of width x height values (row-major, x fastest, each <= 255), written atomically
- * through sarco_png_write_ex (the nnU-Net branch's label output calls this; same signature). */
+ * through sarco_png_write_ex (nnU-Net's PNG label output: sarco_labels_write on a .png path). */
 SARCO_INTERNAL sarco_status sarco_png_write_grey8(sarco_context *ctx, const char *path, uint32_t width, uint32_t height,
                                                   const uint16_t *values);
 

@@ -75,7 +75,8 @@ class _WindowOptions(_c.Structure):  # sarco_window_options
 
 
 class _SegmentOptions(_c.Structure):  # sarco_segment_options
-    _fields_ = [("struct_size", _c.c_size_t), ("window", _WindowOptions)]
+    _fields_ = [("struct_size", _c.c_size_t), ("window", _WindowOptions), ("mirroring", _c.c_int),
+                ("fp32_accumulation", _c.c_int)]
 
 
 class _SegmentInfo(_c.Structure):  # sarco_segment_info
@@ -85,7 +86,8 @@ class _SegmentInfo(_c.Structure):  # sarco_segment_info
         ("overlap", _c.c_double), ("mode", _c.c_int), ("sigma_scale", _c.c_double), ("sw_batch_size", _c.c_int),
         ("windows", _c.c_int64), ("num_classes", _c.c_int), ("slab_bytes", _c.c_size_t),
         ("seconds_preprocess", _c.c_double), ("seconds_inference", _c.c_double),
-        ("seconds_postprocess", _c.c_double),
+        ("seconds_postprocess", _c.c_double), ("folds", _c.c_int), ("mirror_variants", _c.c_int),
+        ("fp32_accumulation", _c.c_int),
     ]
 
 
@@ -243,7 +245,8 @@ def load_image(path, context=None, series=None):
 
 
 def save_labels(path, labels, max_label=None, context=None):
-    """Writes a label Image (integer data 0..65535) as NIfTI on its grid (NIFTI_INTENT_LABEL)."""
+    """Writes a label Image (integer data 0..65535) as NIfTI on its grid (NIFTI_INTENT_LABEL), or as
+    an 8-bit grey PNG when path ends in .png (2-D labels up to 255)."""
     so = _so()
     lab = np.asarray(labels.data)
     if lab.size and (lab.min() < 0 or lab.max() > 65535 or not np.all(lab == np.round(lab))):
@@ -307,10 +310,15 @@ def sliding_window(model, x, overlap=0.25, mode="constant", sigma_scale=0.125, r
     return y
 
 
-def segment(model, image, overlap=None, mode=None, sigma_scale=None, sw_batch_size=None, info=False):
+def segment(model, image, overlap=None, mode=None, sigma_scale=None, sw_batch_size=None, info=False,
+            mirroring=None, fp32_accumulation=False):
     """The whole path on an Image (CT in HU): the model config's preprocessing, sliding window,
     argmax, labels back on the image's grid. Returns a uint16 label Image (and a dict of what was
-    done when info=True). Settings left at None come from the model config."""
+    done when info=True). Settings left at None come from the model config.
+
+    nnU-Net models (docs/nnunet.md) run nnU-Net's pipeline: mirroring None (the model's allowed
+    axes, nnU-Net's default), False (nnUNetv2_predict -disable_tta) or True; fp32_accumulation
+    True accumulates windows and folds in fp32 instead of nnU-Net's fp16."""
     so = _so()
     ctx = model._alive()
     if not isinstance(image, Image):
@@ -319,6 +327,8 @@ def segment(model, image, overlap=None, mode=None, sigma_scale=None, sw_batch_si
     opts = _SegmentOptions()
     opts.struct_size = _c.sizeof(_SegmentOptions)
     opts.window = _window_options(overlap, mode, sigma_scale, None, sw_batch_size)
+    opts.mirroring = 0 if mirroring is None else (2 if mirroring else 1)
+    opts.fp32_accumulation = 1 if fp32_accumulation else 0
     lab = np.zeros(image.data.shape, dtype=np.uint16, order="F")
     inf = _SegmentInfo()
     inf.struct_size = _c.sizeof(_SegmentInfo)
@@ -334,7 +344,8 @@ def segment(model, image, overlap=None, mode=None, sigma_scale=None, sw_batch_si
         "model_dims": list(inf.model_dims)[:nd], "model_spacing_mm": list(inf.model_spacing)[:nd],
         "roi": list(inf.roi)[:nd], "overlap": inf.overlap, "mode": "gaussian" if inf.mode == 2 else "constant",
         "sigma_scale": inf.sigma_scale, "sw_batch_size": inf.sw_batch_size, "windows": inf.windows,
-        "classes": inf.num_classes, "slab_bytes": inf.slab_bytes,
+        "classes": inf.num_classes, "slab_bytes": inf.slab_bytes, "folds": inf.folds,
+        "mirror_variants": inf.mirror_variants, "accumulation": "fp32" if inf.fp32_accumulation else "fp16",
         "seconds": {"preprocess": inf.seconds_preprocess, "inference": inf.seconds_inference,
                     "postprocess": inf.seconds_postprocess},
     }
