@@ -8,11 +8,13 @@
 int cmd_segment(int argc, char **argv); /* cmd_segment.c */
 int cmd_evaluate(int argc, char **argv); /* cmd_evaluate.c */
 int cmd_measure(int argc, char **argv);  /* cmd_measure.c */
+int cmd_batch(int argc, char **argv);    /* cmd_batch.c */
 static const cli_verb verbs[] = {
     {"version", "print the library version and the backend a context gets, with why", cmd_version},
     {"segment", "segment a CT with a model: label map + volume report", cmd_segment},
     {"evaluate", "segmentation metrics of a prediction against a reference", cmd_evaluate},
     {"measure", "per-label volumes/areas and HU statistics of a label map", cmd_measure},
+    {"batch", "segment a cohort (CSV list or folder), resumable: per-case outputs + results.csv", cmd_batch},
 };
 #define NVERBS (sizeof verbs / sizeof *verbs)
 
