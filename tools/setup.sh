@@ -25,3 +25,13 @@ if ! "$py" -c 'import numpy' 2>/dev/null; then
   echo "setup: installing numpy"
   "$py" -m pip install -q numpy
 fi
+# Test-only Python packages: `wheel` for the packaging test (pip install ./python without build
+# isolation) and Ray Data for the distributed test. The library and `sarco batch` never need them.
+if ! "$py" -c 'import wheel' 2>/dev/null; then
+  echo "setup: installing wheel (packaging test)"
+  "$py" -m pip install -q wheel
+fi
+if [ "${SARCO_SKIP_RAY:-0}" != 1 ] && ! "$py" -c 'import ray.data, pyarrow' 2>/dev/null; then
+  echo "setup: installing ray[data] (test/python/test_distributed.py; SARCO_SKIP_RAY=1 skips)"
+  "$py" -m pip install -q "ray[data]" || echo "setup: ray[data] could not be installed; the Ray test will say SKIP"
+fi

@@ -60,12 +60,16 @@ _cdll = None
 
 
 def library_path():
-    """Where the shared library is looked for: $SARCO_LIBRARY, else lib/libsarco.so of the source
-    tree this package sits in (python/sarco -> ../../lib), else the system's search path."""
+    """Where the shared library is looked for: $SARCO_LIBRARY, else the one bundled in an installed
+    package (sarco/_bin/libsarco.so), else lib/libsarco.so of the source tree this package sits in
+    (python/sarco -> ../../lib), else the system's search path."""
     env = os.environ.get("SARCO_LIBRARY")
     if env:
         return env
     here = os.path.dirname(os.path.abspath(__file__))
+    bundled = os.path.join(here, "_bin", "libsarco.so")
+    if os.path.exists(bundled):
+        return bundled
     in_tree = os.path.normpath(os.path.join(here, "..", "..", "lib", "libsarco.so"))
     if os.path.exists(in_tree):
         return in_tree

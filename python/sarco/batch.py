@@ -33,7 +33,10 @@ def find_cli():
     library ($SARCO_LIBRARY's folder or ../build of the source tree), else `sarco` on PATH unless that
     is this package's own launcher. Raises FileNotFoundError naming what was tried."""
     here = os.path.dirname(os.path.abspath(__file__))
-    cands = [os.environ.get("SARCO_CLI"), os.path.join(here, "_bin", "sarco")]
+    env = os.environ.get("SARCO_CLI")
+    if env and os.path.isfile(env) and os.access(env, os.X_OK):
+        return env
+    cands = [os.path.join(here, "_bin", "sarco")]
     so = os.environ.get("SARCO_LIBRARY")
     if so:
         d = os.path.dirname(os.path.abspath(so))
@@ -90,3 +93,15 @@ def batch(model, inputs, out, jobs=1, resume=True, force=False, quiet=True, **se
         summary["errors"] = list(csv.DictReader(f))
     summary["returncode"] = p.returncode
     return summary
+
+
+class _CallableModule(type(os)):
+    """`import sarco.batch` binds this module to sarco.batch; calling it still runs batch()."""
+
+    def __call__(self, *args, **kwargs):
+        return batch(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule
