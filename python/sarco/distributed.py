@@ -300,10 +300,12 @@ def _utc():
 
 
 def run(model, inputs, out, actors=1, gpus_per_actor=0, threads_per_actor=0, backend="cpu", resume=True,
-        force=False, precision="fp32", overlap=None, mode=None, sw_batch_size=None, read_cpus=0.5):
+        force=False, precision="fp32", overlap=None, mode=None, sw_batch_size=None, read_cpus=0.25, actor_cpus=1.0):
     """Segments every case of inputs into out on the Ray cluster this process is connected to
     (ray.init() first, or Ray Data starts a local one). actors: model copies (each num_gpus=
-    gpus_per_actor, threads_per_actor CPU threads, 0 = all). Returns run.json as a dict plus
+    gpus_per_actor, threads_per_actor CPU threads, 0 = all). Ray schedules an actor on actor_cpus
+    logical CPUs and a read task on read_cpus: leave room for the reads (actors * actor_cpus below
+    the cluster's CPUs), or the pool holds every CPU and nothing is read. Returns run.json as a dict plus
     "errors" (the rows of errors.csv). Raises RunRefused for a bad list or another run's OUTDIR."""
     import ray
 
@@ -342,7 +344,7 @@ def run(model, inputs, out, actors=1, gpus_per_actor=0, threads_per_actor=0, bac
         # Different resources keep the stages apart (Ray would fuse them otherwise): reading runs as
         # tasks beside the actors, not inside them.
         ds = ds.map(_Segmenter, compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus_per_actor or None,
-                    num_cpus=1,
+                    num_cpus=actor_cpus,
                     fn_constructor_kwargs={"model": os.path.abspath(model), "out": out, "key": key, "sha": sha,
                                            "settings": settings, "backend": backend, "threads": threads_per_actor,
                                            "segment_options": seg_opts})
@@ -371,6 +373,7 @@ def main(argv=None):
     ap.add_argument("--actors", type=int, default=1, help="model copies (default 1)")
     ap.add_argument("--gpus-per-actor", type=float, default=0, help="num_gpus per actor (1 on CUDA nodes)")
     ap.add_argument("--threads-per-actor", type=int, default=0, help="CPU threads per actor (0: all)")
+    ap.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray logical CPUs per actor (default 1)")
     ap.add_argument("--backend", default="cpu", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--precision", default="fp32", choices=list(_PRECISIONS))
     ap.add_argument("--overlap", type=float)
@@ -389,7 +392,7 @@ def main(argv=None):
     ray.init(address=a.address) if a.address else ray.init()
     try:
         doc = run(a.model, a.inputs, a.out, actors=a.actors, gpus_per_actor=a.gpus_per_actor,
-                  threads_per_actor=a.threads_per_actor, backend=a.backend, resume=not a.no_resume, force=a.force,
+                  threads_per_actor=a.threads_per_actor, actor_cpus=a.cpus_per_actor, backend=a.backend, resume=not a.no_resume, force=a.force,
                   precision=a.precision, overlap=a.overlap, mode=a.mode, sw_batch_size=a.sw_batch)
     except RunRefused as e:
         print(f"sarco.distributed: {e}", file=sys.stderr)
