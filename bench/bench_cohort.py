@@ -52,6 +52,14 @@ def main():
         res["variants"][name] = {"seconds": seconds, "cases_per_min": 60.0 * a.cases / seconds, **(extra or {})}
         print(f"{name:<28} {seconds:8.1f} s  {60.0 * a.cases / seconds:7.2f} cases/min", flush=True)
 
+    # reading alone (what batch's reader thread overlaps with the network), per case
+    import sarco
+    t = time.time()
+    for i in range(a.cases):
+        sarco.load_image(os.path.join(scans, f"c{i}.nii.gz"))
+    res["read_s_per_case"] = (time.time() - t) / a.cases
+    print(f"reading alone: {res['read_s_per_case']:.3f} s per case", flush=True)
+
     # 1. the shell loop: one process per scan, the model loaded every time
     t = time.time()
     loads = []
@@ -74,7 +82,7 @@ def main():
         reps = [json.load(open(os.path.join(out, f"c{i}", "report.json")))["timing_s"] for i in range(a.cases)]
         busy = sum(r["total"] for r in reps)
         record(f"sarco batch --jobs {jobs}", wall,
-               {"sum_of_case_seconds": busy,
+               {"sum_of_case_seconds": busy, "sum_read_plus_case_seconds": busy + a.cases * res["read_s_per_case"],
                 "per_case_s": {k: sum(r[k] for r in reps) / a.cases for k in ("preprocess", "inference", "total")}})
 
     # 3. Ray with 1 and 2 actors (threads split between them)

@@ -392,7 +392,8 @@ def main(argv=None):
     ray.init(address=a.address) if a.address else ray.init()
     try:
         doc = run(a.model, a.inputs, a.out, actors=a.actors, gpus_per_actor=a.gpus_per_actor,
-                  threads_per_actor=a.threads_per_actor, actor_cpus=a.cpus_per_actor, backend=a.backend, resume=not a.no_resume, force=a.force,
+                  threads_per_actor=a.threads_per_actor, actor_cpus=a.cpus_per_actor, backend=a.backend,
+                  resume=not a.no_resume, force=a.force,
                   precision=a.precision, overlap=a.overlap, mode=a.mode, sw_batch_size=a.sw_batch)
     except RunRefused as e:
         print(f"sarco.distributed: {e}", file=sys.stderr)
