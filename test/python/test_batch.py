@@ -169,6 +169,29 @@ class TestBatch(unittest.TestCase):
             b = sarco.load_image(os.path.join(self.ref, c, "labels.nii.gz")).data
             np.testing.assert_array_equal(a, b)
 
+    def test_progress_on_a_terminal(self):
+        """stderr on a terminal: one rewritten line with done/total, failures, rate and ETA."""
+        import pty
+        out = os.path.join(self.tmp, "tty")
+        master, slave = pty.openpty()
+        p = subprocess.Popen(batch_cmd(self.lst, out), stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        text = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            text += chunk
+        os.close(master)
+        self.assertEqual(p.wait(), 3)
+        t = text.decode()
+        self.assertRegex(t, r"\r(\x1b\[K)?sarco batch: 5/5 done, 2 failed, [0-9.]+ cases/min, ETA 0m00s")
+        self.assertRegex(t, r"\r(\x1b\[K)?sarco batch: 1/5 done, [01] failed, [0-9.]+ cases/min, ETA \d+m\d\ds")
+        self.assertNotIn("[1/5]", t)  # the per-case lines are for logs, not terminals
+
     def test_python_batch_same_files(self):
         out = os.path.join(self.tmp, "py")
         s = sarco.batch(_cohort.MODEL, self.lst, out, backend="cpu", threads=2)
