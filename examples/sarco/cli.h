@@ -80,4 +80,10 @@ json_t *cli_dicom_json(const sarco_image *img);
 /* Writes root as indented JSON to report (NULL: stdout); returns the exit code. */
 int cli_write_json(const char *verb, const json_t *root, const char *report);
 
+/* The JSON report of `sarco segment` for one case (cmd_segment.c), for any verb that segments: t holds
+ * the seconds of {load, measure and write, total}. */
+void cli_segment_report(FILE *f, const char *model_path, const sarco_model *model, const char *input,
+                        const char *output, const sarco_image *ct, sarco_context *ctx, const sarco_segment_info *info,
+                        const sarco_volume_report *vr, const double *t, sarco_precision precision);
+
 #endif

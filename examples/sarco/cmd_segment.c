@@ -103,7 +103,7 @@ static void entry(FILE *f, const sarco_volume_entry *e, int is_group, int has_he
     fputs("}", f);
 }
 
-static void write_report(FILE *f, const char *model_path, const sarco_model *model, const char *input,
+void cli_segment_report(FILE *f, const char *model_path, const sarco_model *model, const char *input,
                          const char *output, const sarco_image *ct, sarco_context *ctx, const sarco_segment_info *info,
                          const sarco_volume_report *vr, const double *t, sarco_precision precision) {
     static const char *const precision_names[] = {"fp32", "tf32", "fp16", "bf16"};
@@ -354,7 +354,7 @@ int cmd_segment(int argc, char **argv) {
             goto done;
         }
     }
-    write_report(f, model_path, model, input, output, ct, ctx, &info, vr, t, co.precision);
+    cli_segment_report(f, model_path, model, input, output, ct, ctx, &info, vr, t, co.precision);
     if (report && fclose(f) != 0) {
         snprintf(msg, sizeof msg, "%s: write failed (%s)", report, strerror(errno));
         rc = cli_fail("segment", SARCO_ERR_IO, msg);

@@ -166,6 +166,16 @@ class Image:
         return self.data.ndim
 
     @property
+    def dtype(self):
+        return self.data.dtype
+
+    def __array__(self, dtype=None, copy=None):
+        """np.asarray(image) is its voxels (indexed [x, y(, z)], no copy unless asked for), so an Image
+        goes wherever numpy arrays go (sarco.evaluate, sarco.measure, numpy functions)."""
+        a = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return np.array(a, copy=True) if copy else a
+
+    @property
     def shape(self):
         return self.data.shape
 
