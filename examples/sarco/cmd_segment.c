@@ -365,7 +365,7 @@ int cmd_segment(int argc, char **argv) {
         size_t jn = 0;
         FILE *mf = open_memstream(&js, &jn);
         if (mf) {
-            write_report(mf, model_path, model, input, output, ct, ctx, &info, vr, t, co.precision);
+            cli_segment_report(mf, model_path, model, input, output, ct, ctx, &info, vr, t, co.precision);
             fclose(mf);
         }
         sarco_report_picture pic = {NULL, rgb, rgb_w, rgb_h, "Segmentation: axial slices evenly spaced through the segmented extent "
