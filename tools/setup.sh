@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what libsarco needs to build and test, and only what is missing. A second run does nothing.
 set -euo pipefail
-debs=(build-essential libdnnl-dev libnifti2-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libjansson-dev libgdcm-dev libcmocka-dev pkg-config)
+# jq: the README's transcripts pipe through it and test_readme.py runs them
+debs=(build-essential libdnnl-dev libnifti2-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libjansson-dev libgdcm-dev libcmocka-dev pkg-config jq)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

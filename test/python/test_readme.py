@@ -38,6 +38,8 @@ SKIP = {
                         "the same phantom, model and numbers",
     r"--backend cuda|tools/gpu_check\.sh|--precision (fp16|tf32)": "needs a CUDA GPU (none on the test machine)",
     r"^\s*\.ci/run\b": "CI's own entry point (runs make test)",
+    r"--arch torchvision\.\w+ .*--state-dict model\.pth": "needs the user's trained torchvision checkpoint; "
+        "test_convert_torchvision.py and test_convert_tx.py convert every arch's seeded weights",
 }
 
 SUBSTITUTE = {
@@ -46,6 +48,18 @@ SUBSTITUTE = {
     "--out thigh_unetr.safetensors": "--out converted_unetr.safetensors",
     # installs into the scratch folder, never into the machine's Python ({ROOT}, {TMP} filled in below)
     "pip install ./python": "{PY} -m pip install -q --no-build-isolation --no-deps --target {TMP}/site {ROOT}/python",
+    # the results folder made below is the converter tests' fake, trained as configuration '2d_small'
+    "nnUNetTrainer__nnUNetPlans__2d ": "nnUNetTrainer__nnUNetPlans__2d_small ",
+    # the fake folder converts but is no real 2-D plan: the segment example runs the committed 2-D
+    # reference case (nnunetv2-planned, two folds) instead
+    "--model muscle.safetensors --input us.png": "--model nnunet_2d.safetensors --input nnunet_2d.png",
+    # the nnU-Net examples' 3-D model and CT: the committed nnU-Net reference case, not the thigh phantom
+    "--model ct.safetensors --input ct.nii.gz": "--model nnunet_ct.safetensors --input nnunet_ct.nii.gz",
+    # the DICOM example's series UID stands for the user's; the test folder holds one series
+    "--series 1.2.840... ": "",
+    # the L3 examples run on the L3 phantom (made below in l3/), not on the thigh phantom
+    "--input ct.nii.gz --vertebrae vertebrae.nii.gz --l3-label 3 --labels labels.nii.gz":
+        "--input l3/ct.nii.gz --vertebrae l3/vertebrae.nii.gz --l3-label 3 --labels l3/labels.nii.gz",
 }
 
 
@@ -72,8 +86,18 @@ def blocks(text):
 def sh_commands(code):
     """The commands of a sh block: continuation lines joined, comments dropped, usage synopses made
     runnable (optional [..] parts dropped, the first of `A | B` alternatives)."""
+    lines = code.splitlines()
+    transcript = any(l.startswith("$ ") for l in lines)
+    if transcript:
+        # a transcript: the `$ ` lines (and their continuations) are commands, the rest is their output
+        keep, cont = [], False
+        for l in lines:
+            if l.startswith("$ ") or cont:
+                keep.append(l[2:] if l.startswith("$ ") else l)
+                cont = l.rstrip().endswith("\\")
+        lines = keep
     joined, cur = [], ""
-    for line in code.splitlines():
+    for line in lines:
         if line.rstrip().endswith("\\"):
             cur += line.rstrip()[:-1] + " "
             continue
@@ -81,6 +105,10 @@ def sh_commands(code):
         cur = ""
     out = []
     for c in joined:
+        if transcript:  # real commands, as typed: nothing to make runnable
+            if c.strip():
+                out.append(c.strip())
+            continue
         c = re.sub(r"\s+#.*$", "", c) if not c.lstrip().startswith("#") else ""
         prev = None
         while prev != c:
@@ -118,6 +146,7 @@ class TestReadme(unittest.TestCase):
         cls.env = env
         # FILES: the README's names; `python` is the source tree's (commands say PYTHONPATH=python)
         os.symlink(os.path.join(ROOT, "python"), os.path.join(w, "python"))
+        os.symlink(os.path.join(ROOT, "weights"), os.path.join(w, "weights"))
         for name in ("thigh_unetr.safetensors", "M.safetensors", "model.safetensors"):
             shutil.copy(_cohort.MODEL, os.path.join(w, name))
         for ct, lab in (("ct.nii.gz", "reference.nii.gz"), ("CT.nii.gz", "G.nii.gz")):
@@ -154,6 +183,23 @@ class TestReadme(unittest.TestCase):
                        check=True, capture_output=True)
         shutil.copy(os.path.join(w, "rf", "labels.png"), os.path.join(w, "L.png"))
         shutil.copy(os.path.join(w, "rf", "us.png"), os.path.join(w, "US.png"))
+        # nnU-Net: a results folder under the README's name (the converter tests' two-fold fake), and
+        # the committed 3-D reference case
+        shutil.copytree(os.path.join(ROOT, "test", "data", "nnunet", "results", "Dataset999_Fake",
+                                     "nnUNetTrainer__nnUNetPlans__2d_small"),
+                        os.path.join(w, "nnUNet_results", "Dataset042_Muscle", "nnUNetTrainer__nnUNetPlans__2d_small"))
+        shutil.copy(os.path.join(w, "rf", "us.png"), os.path.join(w, "us.png"))
+        n2d = os.path.join(ROOT, "test", "data", "nnunet_pipeline", "d2")
+        shutil.copy(os.path.join(n2d, "model.safetensors"), os.path.join(w, "nnunet_2d.safetensors"))
+        shutil.copy(os.path.join(n2d, "img0.png"), os.path.join(w, "nnunet_2d.png"))
+        nct = os.path.join(ROOT, "test", "data", "nnunet_pipeline", "ct")
+        shutil.copy(os.path.join(nct, "model.safetensors"), os.path.join(w, "nnunet_ct.safetensors"))
+        shutil.copy(os.path.join(nct, "img0.nii.gz"), os.path.join(w, "nnunet_ct.nii.gz"))
+        # DICOM: a folder holding one CT series
+        shutil.copytree(os.path.join(ROOT, "test", "data", "dicom", "series", "axial"), os.path.join(w, "CT_FOLDER"))
+        # L3: the held-out L3 phantom (ct, labels, vertebrae) in l3/, and its report for diagnose
+        subprocess.run([sys.executable, "-c", "from sarco import l3_phantom as p; "
+                        "p.write(p.generate(seed=1000, nz=5), 'l3')"], cwd=w, env=env, check=True, capture_output=True)
         with open(README) as f:
             cls.blocks = blocks(f.read())
 
