@@ -34,8 +34,8 @@ CONVERT = os.path.join(ROOT, "test", "data", "convert")
 # regex on a command line -> why it is not run here
 SKIP = {
     r"^\s*make test\b": "make test is this test suite (it would run itself)",
-    r"^\s*make demo\b": "make demo rebuilds and segments a 192x192x48 phantom (minutes); test_demo.py checks "
-                        "the same phantom, model and numbers",
+    r"^\s*make demo(-\w+)?\b": "the demo targets rebuild and run their scripts (make demo: a 192x192x48 phantom, "
+                                "minutes); test_demo*.py check the same phantoms, models and numbers",
     r"--backend cuda|tools/gpu_check\.sh|--precision (fp16|tf32)": "needs a CUDA GPU (none on the test machine)",
     r"^\s*\.ci/run\b": "CI's own entry point (runs make test)",
     r"--arch torchvision\.\w+ .*--state-dict model\.pth": "needs the user's trained torchvision checkpoint; "
