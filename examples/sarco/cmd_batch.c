@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_pictures.h"
 
 enum { CLI_CASES_FAILED = 3 };
 
@@ -28,7 +29,7 @@ static const char *BATCH_USAGE =
     "Segments every case with one model loaded once; the next case is read while the current one runs.\n"
     "LIST.csv: a header with case_id,path[,height_m] (other columns ignored; relative paths from the\n"
     "list's folder). FOLDER: every .nii/.nii.gz file, the case id from the file name.\n"
-    "Writes OUTDIR/<case_id>/{labels.nii.gz,report.json,rows.csv,done}, OUTDIR/results.csv (one row per\n"
+    "Writes OUTDIR/<case_id>/{labels.nii.gz,report.json,rows.csv[,overlay.png],done}, OUTDIR/results.csv (one row per\n"
     "case and label or group), OUTDIR/errors.csv and OUTDIR/run.json, each atomically.\n"
     "\n"
     "  --model M            libsarco model file (.safetensors with sarco.config)\n"
@@ -39,93 +40,13 @@ static const char *BATCH_USAGE =
     "  --resume             (default) skip cases whose outputs are complete; failed ones are retried\n"
     "  --no-resume          redo every case\n"
     "  --force              accept an OUTDIR made with another model or settings (its cases are redone)\n"
+    "  --overlay            also draw each case's labels over its image (overlay.png, sarco overlay's defaults)\n"
     "  --backend B          auto (default), cpu or cuda\n"
     "  --precision P        fp32 (default), bf16, tf32 or fp16 (as sarco segment)\n"
     "  --overlap F, --mode M, --sw-batch N   as sarco segment (default: the model's)\n"
     "\n"
     "Exit codes: 0 every case done, 3 finished with failed cases (errors.csv), 2 bad usage, unreadable\n"
     "list or a refused OUTDIR, 1 internal failure.\n";
-
-/* ---- SHA-256 (FIPS 180-4) of the model file: the run key names the exact weights ---- */
-
-typedef struct sha256 {
-    uint32_t h[8];
-    uint64_t n;
-    unsigned char buf[64];
-} sha256;
-
-static const uint32_t SHA_K[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
-    0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-    0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
-    0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-    0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
-    0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-    0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-    0xc67178f2};
-
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-static void sha_block(sha256 *s, const unsigned char *p) {
-    uint32_t w[64], a[8];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    memcpy(a, s->h, sizeof a);
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = a[7] + (ROR(a[4], 6) ^ ROR(a[4], 11) ^ ROR(a[4], 25)) + ((a[4] & a[5]) ^ (~a[4] & a[6])) +
-                      SHA_K[i] + w[i];
-        uint32_t t2 = (ROR(a[0], 2) ^ ROR(a[0], 13) ^ ROR(a[0], 22)) + ((a[0] & a[1]) ^ (a[0] & a[2]) ^ (a[1] & a[2]));
-        memmove(a + 1, a, 7 * sizeof *a);
-        a[4] += t1;
-        a[0] = t1 + t2;
-    }
-    for (int i = 0; i < 8; i++) s->h[i] += a[i];
-}
-
-static void sha_init(sha256 *s) {
-    static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(s->h, h0, sizeof h0);
-    s->n = 0;
-}
-
-static void sha_update(sha256 *s, const unsigned char *p, size_t n) {
-    while (n) {
-        size_t at = s->n % 64, k = 64 - at < n ? 64 - at : n;
-        memcpy(s->buf + at, p, k);
-        s->n += k, p += k, n -= k;
-        if (s->n % 64 == 0) sha_block(s, s->buf);
-    }
-}
-
-static void sha_hex(sha256 *s, char out[65]) {
-    uint64_t bits = s->n * 8;
-    unsigned char pad = 0x80, zero = 0, len[8];
-    sha_update(s, &pad, 1);
-    while (s->n % 64 != 56) sha_update(s, &zero, 1);
-    for (int i = 0; i < 8; i++) len[i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha_update(s, len, 8);
-    for (int i = 0; i < 8; i++) snprintf(out + 8 * i, 9, "%08x", s->h[i]);
-}
-
-static int file_sha256(const char *path, char out[65]) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    sha256 s;
-    sha_init(&s);
-    unsigned char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha_update(&s, buf, n);
-    int ok = !ferror(f);
-    fclose(f);
-    if (ok) sha_hex(&s, out);
-    return ok;
-}
 
 /* ---- small helpers ---- */
 
@@ -444,6 +365,10 @@ typedef struct batch {
     char sha[65];
     char settings[256];
     char key[400]; /* the run key: "sha256:<hex> <settings>" */
+    int overlay;   /* --overlay: OUTDIR/<case_id>/overlay.png too */
+    sarco_overlay_options oo;
+    char **names;  /* the model's class names, for the overlay's legend */
+    size_t nnames;
     sarco_context **ctx;
     sarco_model **model;
     pthread_mutex_t mu;
@@ -468,6 +393,10 @@ static int case_complete(const batch *b, int i) {
     char *t = read_all(p, NULL);
     int ok = t && !strcmp(t, b->key);
     free(t);
+    if (ok && b->overlay) { /* a case done without --overlay is redone to draw it */
+        case_file(b, i, "overlay.png", p, sizeof p);
+        ok = access(p, F_OK) == 0;
+    }
     return ok;
 }
 
@@ -560,6 +489,11 @@ static sarco_status run_case(batch *b, int w, item *it, char *msg, size_t mn) {
     if ((s = sarco_segment_volumes(ctx, b->model[w], ct, labels, n, c->height_m, &vr)) != SARCO_OK) goto fail;
     if ((s = sarco_labels_write(ctx, ct, labels, info.num_classes > 0 ? info.num_classes - 1 : 1, lab)) != SARCO_OK)
         goto fail;
+    if (b->overlay) {
+        char ov[8192];
+        case_file(b, it->idx, "overlay.png", ov, sizeof ov);
+        if ((s = sarco_overlay_write(ctx, ct, labels, &b->oo, ov)) != SARCO_OK) goto fail;
+    }
     FILE *f = atomic_open(rows, tmp, sizeof tmp);
     if (!f) goto io;
     rows_csv(f, b, it->idx, vr, ct->ndim == 3);
@@ -768,6 +702,7 @@ int cmd_batch(int argc, char **argv) {
     memset(&b, 0, sizeof b);
     sarco_context_options_init(&b.co);
     sarco_segment_options_init(&b.so);
+    sarco_overlay_options_init(&b.oo);
     const char *inputs = NULL;
     int resume = 1, force = 0, threads = 0;
     b.jobs = 1;
@@ -781,6 +716,7 @@ int cmd_batch(int argc, char **argv) {
         if (!strcmp(a, "--resume")) { resume = 1; continue; }
         if (!strcmp(a, "--no-resume")) { resume = 0; continue; }
         if (!strcmp(a, "--force")) { force = 1; continue; }
+        if (!strcmp(a, "--overlay")) { b.overlay = 1; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "sarco batch: %s needs a value (or is unknown)\n\n%s", a, BATCH_USAGE);
             return CLI_BAD_INPUT;
@@ -846,10 +782,11 @@ int cmd_batch(int argc, char **argv) {
         clist_free(&b.cases);
         return cli_fail("batch", SARCO_ERR_INVALID_ARGUMENT, msg);
     }
-    if (!file_sha256(b.model_path, b.sha)) {
+    sarco_status hs = sarco_file_sha256(NULL, b.model_path, b.sha); /* the run key names the exact weights */
+    if (hs != SARCO_OK) {
         snprintf(msg, sizeof msg, "%s: cannot read the model file (%s)", b.model_path, strerror(errno));
         clist_free(&b.cases);
-        return cli_fail("batch", SARCO_ERR_IO, msg);
+        return cli_fail("batch", hs, msg);
     }
     snprintf(b.key, sizeof b.key, "sha256:%s %s", b.sha, b.settings);
     if (mkdir(b.out, 0777) != 0 && errno != EEXIST) {
@@ -908,6 +845,11 @@ int cmd_batch(int argc, char **argv) {
             goto done;
         }
     }
+    if (b.overlay && b.ntodo) {
+        b.names = cli_class_names(sarco_model_config_json(b.model[0]), &b.nnames);
+        b.oo.class_names = (const char *const *)b.names;
+        b.oo.nclass_names = b.nnames;
+    }
     char started[32];
     utc_now(started, sizeof started);
     if (!write_run_json(&b, started, NULL, 0, 0, skipped)) {
@@ -962,6 +904,7 @@ done:
     free(b.ctx);
     free(b.q);
     free(b.todo);
+    cli_names_free(b.names, b.nnames);
     clist_free(&b.cases);
     return rc;
 }

@@ -584,6 +584,10 @@ SARCO_API void sarco_volume_report_free(sarco_volume_report *report);
 
 /* ---- pictures: PNG, overlays, the HTML report (docs/report.md) ------------------------------ */
 
+/* The SHA-256 of a file's bytes as 64 lowercase hex digits (hex holds 65 bytes): the reports and
+ * `sarco batch` name the exact model weights with it. */
+SARCO_API sarco_status sarco_file_sha256(sarco_context *ctx, const char *path, char hex[65]);
+
 /* Writes an 8-bit PNG: channels 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; pixels holds height rows of
  * width x channels bytes, top row first. spacing_mm (x, y in mm, each 0.001..1000) adds a pHYs chunk
  * of round(1000 / spacing) pixels per metre; NULL writes none. Atomic like sarco_image_write. */

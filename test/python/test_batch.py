@@ -119,6 +119,26 @@ class TestBatch(unittest.TestCase):
             self.assertEqual(os.stat(os.path.join(out, c, "labels.nii.gz")).st_mtime_ns, t, c)
         self.assertTrue(filecmp.cmp(os.path.join(out, "results.csv"), os.path.join(self.ref, "results.csv"), False))
 
+    def test_overlay_per_case_and_resume_draws_missing_ones(self):
+        out = os.path.join(self.tmp, "overlay")
+        shutil.copytree(self.ref, out)  # a run without --overlay: its complete cases lack the picture
+        p = subprocess.run(batch_cmd(self.lst, out, "--overlay"), capture_output=True, text=True)
+        self.assertEqual(p.returncode, 3, p.stderr)
+        run = json.load(open(os.path.join(out, "run.json")))
+        self.assertEqual(run["this_run"]["skipped_complete"], 0)  # redone to draw the overlay
+        for c, e in self.expect.items():
+            if e is None:
+                pic = sarco.load_picture(os.path.join(out, c, "overlay.png"))
+                self.assertEqual(pic.data.shape[0], 3)  # RGB
+                labs = np.asarray(sarco.load_image(os.path.join(out, c, "labels.nii.gz")))
+                with sarco.Model(_cohort.MODEL) as m:
+                    names = m.config["classes"]
+                want = sarco.overlay(sarco.load_image(os.path.join(self.tmp, "scans", f"{c}.nii.gz")), labs,
+                                     class_names=names)  # the picture sarco overlay draws for these labels
+                self.assertTrue(np.array_equal(np.moveaxis(pic.data, 0, -1).astype(np.uint8), want), c)
+        p = subprocess.run(batch_cmd(self.lst, out, "--overlay"), capture_output=True, text=True)
+        self.assertEqual(json.load(open(os.path.join(out, "run.json")))["this_run"]["skipped_complete"], 3)
+
     def test_refuses_other_settings_unless_forced(self):
         out = os.path.join(self.tmp, "refuse")
         shutil.copytree(self.ref, out)
