@@ -32,6 +32,10 @@ import time
 
 import numpy as np
 
+# Both sides wait passively in OpenMP (the sarco CLI and package default to it; torch is given the same
+# here, before it loads its OpenMP): on a shared machine spinning threads decide the result otherwise.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def write_safetensors(path, sd, config):
     header, blobs, off = {}, [], 0

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -85,7 +86,19 @@ static void usage(FILE *f) {
     fprintf(f, "\n'sarco <verb> --help' describes a verb's options.\n");
 }
 
+/* OpenMP threads that spin while they wait (libgomp's default) take the cores from the threads with
+ * work whenever the machine runs anything else: on 2 busy cores the bench scan's inference went
+ * from 19.2 s to 6.4 s with passive waiting, which costs ~200 futex wake-ups a tile on an idle one
+ * (docs/performance.md). libgomp reads the setting before main, so the CLI sets it and runs itself
+ * again, unless the user chose a policy. */
+static void prefer_passive_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    execv("/proc/self/exe", argv); /* on failure: carry on with libgomp's default */
+}
+
 int main(int argc, char **argv) {
+    prefer_passive_openmp(argv);
     if (argc < 2) {
         usage(stderr);
         return CLI_BAD_INPUT;

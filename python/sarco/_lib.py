@@ -123,6 +123,10 @@ def lib():
             path = library_path()
             if not path:
                 raise OSError("libsarco not found: build it (make lib) or set SARCO_LIBRARY to the .so path")
+            # libgomp (loaded with libsarco unless something loaded it before) reads this once: passive
+            # waiting keeps idle OpenMP threads from taking the cores of busy ones (docs/performance.md)
+            if "GOMP_SPINCOUNT" not in os.environ:
+                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             try:
                 so = ctypes.CDLL(path)
             except OSError as e:
