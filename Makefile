@@ -114,6 +114,27 @@ test-asan: setup
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    tools/run_tests.sh build-asan/test $(TEST_SRC:test/%.c=build-asan/test/%)
 
+# libFuzzer targets (test/fuzz/*.c, docs/reliability.md): the library rebuilt with clang under
+# ASan + UBSan + coverage into build-fuzz/, one binary per target. `make fuzz FUZZ_SECONDS=N` runs every
+# target N seconds; `make fuzz-smoke` runs each 45 s (CI). Needs clang + libclang-rt-dev + libomp-dev
+# (tools/setup.sh --fuzz installs them); `make test` does not.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := $(basename $(notdir $(wildcard test/fuzz/*.c)))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+.PHONY: fuzz fuzz-build fuzz-smoke
+fuzz-build:
+	@tools/setup.sh --fuzz
+	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 WARN="-Wall -Wextra -Wno-unknown-pragmas -Wno-pass-failed" \
+	    SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_TARGETS:%=build-fuzz/fuzz/%)
+fuzz: fuzz-build
+	tools/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-smoke: fuzz-build
+	tools/fuzz.sh 45 $(FUZZ_TARGETS)
+
+$(BUILD)/fuzz/%: test/fuzz/%.c test/fuzz/fuzz.h $(OUT_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(OUT_A) $(LIBS) $(LDFLAGS_ALL)
+
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include/sarco $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/sarco/sarco.h $(DESTDIR)$(PREFIX)/include/sarco/
@@ -127,6 +148,6 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/sarco.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sarco.pc
 
 clean:
-	rm -rf build build-asan lib/libsarco.so* lib/libsarco.a lib/libsarco_cuda.so
+	rm -rf build build-asan build-fuzz build-tsan lib/libsarco.so* lib/libsarco.a lib/libsarco_cuda.so
 
 -include $(DEPS)
