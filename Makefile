@@ -67,6 +67,11 @@ $(BUILD)/test/%: test/%.c $(OUT_A) $(wildcard test/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-unused-parameter -o $@ $< $(OUT_A) $(LIBS) -lcmocka $(LDFLAGS_ALL)
 
+# The allocation-failure sweep fails the k-th of libsarco's own allocations (test/alloc_hook.h): calls from
+# the static archive's objects are routed through the hook; shared libraries are left alone.
+$(BUILD)/test/test_alloc_fail: LDFLAGS_ALL += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=aligned_alloc,--wrap=posix_memalign
+$(BUILD)/test/test_alloc_fail: test/alloc_hook.h
+
 # Benchmarks: every bench/*.c into $(BUILD)/bench/, linked like the tests (static archive).
 bench: $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
