@@ -140,6 +140,15 @@ $(BUILD)/fuzz/%: test/fuzz/%.c test/fuzz/fuzz.h $(OUT_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(OUT_A) $(LIBS) $(LDFLAGS_ALL)
 
+# The thread tests under ThreadSanitizer (gcc). No suppressions: the tests' contexts run one OpenMP thread
+# each, so libgomp/oneDNN (not TSan-instrumented) add no unseen synchronisation (docs/reliability.md).
+TSAN_TESTS := test_threads
+.PHONY: test-tsan
+test-tsan: setup
+	$(MAKE) BUILD=build-tsan OPT=-O1 SAN="-fsanitize=thread -fno-omit-frame-pointer" $(TSAN_TESTS:%=build-tsan/test/%)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	    tools/run_tests.sh build-tsan/test $(TSAN_TESTS:%=build-tsan/test/%)
+
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include/sarco $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/sarco/sarco.h $(DESTDIR)$(PREFIX)/include/sarco/
