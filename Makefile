@@ -91,6 +91,11 @@ $(BUILD)/test/%: test/%.c $(OUT_A) $(wildcard test/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Wno-unused-parameter -o $@ $< $(OUT_A) $(LIBS) -lcmocka $(LDFLAGS_ALL)
 
+# The allocation-failure sweep fails the k-th of libsarco's own allocations (test/alloc_hook.h): calls from
+# the static archive's objects are routed through the hook; shared libraries are left alone.
+$(BUILD)/test/test_alloc_fail: LDFLAGS_ALL += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=aligned_alloc,--wrap=posix_memalign
+$(BUILD)/test/test_alloc_fail: test/alloc_hook.h
+
 # Benchmarks: every bench/*.c into $(BUILD)/bench/, linked like the tests (static archive).
 bench: $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
@@ -145,11 +150,39 @@ test-asan: setup
 	    LSAN_OPTIONS=suppressions=$(CURDIR)/test/fuzz/lsan.supp \
 	    tools/run_tests.sh build-asan/test $(TEST_SRC:test/%.c=build-asan/test/%)
 
-# libFuzzer on the DICOM reader (test/fuzz/fuzz_dicom.c): the library rebuilt with clang, ASan and
-# UBSan in build-fuzz/, seeds from test/data/dicom, FUZZ_SECONDS of fuzzing (default 120). Needs
-# Debian's clang and libclang-rt-dev (libFuzzer). Crashes land in build-fuzz/crashes/.
-FUZZ_SECONDS ?= 120
+# libFuzzer targets (test/fuzz/*.c, docs/reliability.md): the library rebuilt with clang under
+# ASan + UBSan + coverage into build-fuzz/, one binary per target. `make fuzz FUZZ_SECONDS=N` runs every
+# target N seconds; `make fuzz-smoke` runs each 45 s (CI). Needs clang + libclang-rt-dev + libomp-dev
+# (tools/setup.sh --fuzz installs them); `make test` does not.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := $(filter-out fuzz_dicom,$(basename $(notdir $(wildcard test/fuzz/*.c))))
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+.PHONY: fuzz fuzz-build fuzz-smoke
+fuzz-build:
+	@tools/setup.sh --fuzz
+	$(MAKE) BUILD=build-fuzz CC=clang CXX=clang++ OPT=-O1 WARN="-Wall -Wextra -Wno-unknown-pragmas -Wno-pass-failed" \
+	    SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" $(FUZZ_TARGETS:%=build-fuzz/fuzz/%)
+fuzz: fuzz-build
+	tools/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-smoke: fuzz-build
+	tools/fuzz.sh 45 $(FUZZ_TARGETS)
+
+$(BUILD)/fuzz/%: test/fuzz/%.c test/fuzz/fuzz.h $(OUT_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(OUT_A) $(LIBS) $(LDFLAGS_ALL)
+
+# The thread tests under ThreadSanitizer (gcc). No suppressions: the tests' contexts run one OpenMP thread
+# each, so libgomp/oneDNN (not TSan-instrumented) add no unseen synchronisation (docs/reliability.md).
+TSAN_TESTS := test_threads
+.PHONY: test-tsan
+test-tsan: setup
+	$(MAKE) BUILD=build-tsan OPT=-O1 SAN="-fsanitize=thread -fno-omit-frame-pointer" $(TSAN_TESTS:%=build-tsan/test/%)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	    tools/run_tests.sh build-tsan/test $(TSAN_TESTS:%=build-tsan/test/%)
+
+# libFuzzer on the DICOM reader (test/fuzz/fuzz_dicom.c): the library rebuilt with clang, ASan and
+# UBSan in build-fuzz/, seeds from test/data/dicom, FUZZ_SECONDS of fuzzing. Needs
+# Debian's clang and libclang-rt-dev (libFuzzer). Crashes land in build-fuzz/crashes/.
 .PHONY: fuzz-dicom
 fuzz-dicom:
 	$(MAKE) BUILD=build-fuzz CC=clang CXX=clang++ OPT="-O1 -g" CFLAGS=-Wno-pass-failed SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
@@ -176,6 +209,6 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/sarco.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sarco.pc
 
 clean:
-	rm -rf build build-asan build-fuzz lib/libsarco.so* lib/libsarco.a lib/libsarco_cuda.so
+	rm -rf build build-asan build-fuzz build-tsan lib/libsarco.so* lib/libsarco.a lib/libsarco_cuda.so
 
 -include $(DEPS)

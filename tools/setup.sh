@@ -1,6 +1,22 @@
 #!/usr/bin/env bash
 # Installs what libsarco needs to build and test, and only what is missing. A second run does nothing.
 set -euo pipefail
+# `tools/setup.sh --fuzz` (make fuzz-build): only the fuzzing toolchain, clang with libFuzzer + OpenMP.
+if [ "${1:-}" = --fuzz ]; then
+  fz=(clang libclang-rt-dev libomp-dev)
+  fmissing=()
+  for p in "${fz[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || fmissing+=("$p")
+  done
+  if [ ${#fmissing[@]} -gt 0 ]; then
+    echo "setup: installing ${fmissing[*]} (fuzzing)"
+    sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo_ apt-get update -qq
+    $sudo_ apt-get install -y -qq --no-install-recommends "${fmissing[@]}" >/dev/null
+  fi
+  exit 0
+fi
 # jq: the README's transcripts pipe through it and test_readme.py runs them
 debs=(build-essential libdnnl-dev libnifti2-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libjansson-dev libgdcm-dev libcmocka-dev pkg-config jq)
 missing=()

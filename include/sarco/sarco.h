@@ -51,6 +51,18 @@ SARCO_API const char *sarco_status_string(sarco_status s);
 
 /* ---- context ---------------------------------------------------------------------------- */
 
+/* Threading contract (docs/reliability.md; tested by test/test_threads.c, also under ThreadSanitizer):
+ *  - The library has no global mutable state: calls on different contexts may run at once in any
+ *    number of threads.
+ *  - A context serves one call at a time. Share it between threads only with your own lock (the
+ *    Python binding holds one); its error text, memory count and progress callback are per context.
+ *  - A model is tied to the context it was loaded on (another context gets INVALID_ARGUMENT) and so
+ *    is not shared between threads: give each thread its own context and model. A second call on a
+ *    model while one runs on it (another thread, or re-entry from the progress callback) is refused
+ *    with SARCO_ERR_INVALID_ARGUMENT, not run.
+ *  - Images, pictures and label buffers are plain memory: many threads may read one at once (e.g. the
+ *    same input image segmented by several contexts); a writer needs exclusive use.
+ *  - Callbacks (log, progress) run on the calling thread, inside the call. */
 typedef struct sarco_context sarco_context;
 
 typedef enum sarco_backend_kind {

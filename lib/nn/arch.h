@@ -39,4 +39,10 @@ SARCO_INTERNAL sarco_status sarco_model_forward_be(sarco_context *ctx, sarco_mod
 SARCO_INTERNAL sarco_status sarco_model_forward_be_fold(sarco_context *ctx, sarco_model *m, int fold, int ndim,
                                                         const int64_t *in, const float *x, float *y);
 
+/* Marks the model busy for one public call (sarco_segment, sarco_sliding_window, sarco_model_forward*): a
+ * second call while it runs (another thread, or the progress callback) fails with INVALID_ARGUMENT instead of
+ * sharing the model's workspace. Every successful enter is paired with one leave. */
+SARCO_INTERNAL sarco_status sarco_model_enter(sarco_context *ctx, sarco_model *m, const char *fn);
+SARCO_INTERNAL void sarco_model_leave(sarco_model *m);
+
 #endif

@@ -1,4 +1,5 @@
 /* sarco_model: a model file opened, checked against its architecture and prepared on a backend. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,20 @@ struct sarco_model {
     int last_fold;  /* the fold that ran last (its workspace is the one held) */
     char *config_json;
     sarco_backend *be; /* the backend the weights live on */
+    atomic_int busy;   /* a call is running on the model: a second one at once is refused (docs/reliability.md) */
 };
+
+sarco_status sarco_model_enter(sarco_context *ctx, sarco_model *m, const char *fn) {
+    if (m && atomic_exchange(&m->busy, 1))
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
+                          "%s: the model is already running a call (a model and its context serve one call at a "
+                          "time; give each thread its own context and model)", fn);
+    return SARCO_OK;
+}
+
+void sarco_model_leave(sarco_model *m) {
+    if (m) atomic_store(&m->busy, 0);
+}
 
 /* The tensors of fold i as a file of their own: a view sharing f's bytes, names without "fold.<i>." (the
  * names are sorted, so the fold's tensors are one run and stay sorted once the prefix is gone). Free
@@ -244,8 +258,8 @@ static sarco_status fold_state(sarco_context *ctx, sarco_model *m, int fold, con
     return SARCO_OK;
 }
 
-sarco_status sarco_model_forward_fold(sarco_context *ctx, sarco_model *m, int fold, int ndim, const int64_t *in,
-                                      const float *x, float *y, size_t y_count) {
+static sarco_status forward_fold(sarco_context *ctx, sarco_model *m, int fold, int ndim, const int64_t *in,
+                                 const float *x, float *y, size_t y_count) {
     sarco_clear_error(ctx);
     int64_t oshape[5];
     sarco_status s = sarco_model_output_shape(ctx, m, ndim, in, oshape);
@@ -274,6 +288,16 @@ sarco_status sarco_model_forward_fold(sarco_context *ctx, sarco_model *m, int fo
     if (s == SARCO_OK) s = be->ops->download(be, y, dy, (size_t)nout * sizeof(float));
     be->ops->free(be, dx);
     be->ops->free(be, dy);
+    return s;
+}
+
+sarco_status sarco_model_forward_fold(sarco_context *ctx, sarco_model *m, int fold, int ndim, const int64_t *in,
+                                      const float *x, float *y, size_t y_count) {
+    sarco_status s = check_model_ctx(ctx, m, "sarco_model_forward");
+    if (s == SARCO_OK) s = sarco_model_enter(ctx, m, "sarco_model_forward");
+    if (s != SARCO_OK) return s;
+    s = forward_fold(ctx, m, fold, ndim, in, x, y, y_count);
+    sarco_model_leave(m);
     return s;
 }
 

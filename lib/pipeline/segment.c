@@ -160,7 +160,7 @@ sarco_status sarco_sliding_window_shape(sarco_context *ctx, const sarco_model *m
     return SARCO_OK;
 }
 
-sarco_status sarco_sliding_window(sarco_context *ctx, sarco_model *model, int ndim, const int64_t *in_shape,
+static sarco_status sliding_window(sarco_context *ctx, sarco_model *model, int ndim, const int64_t *in_shape,
                                   const float *x, const sarco_window_options *opts, float *logits,
                                   size_t logits_count) {
     if (ctx) sarco_clear_error(ctx);
@@ -461,7 +461,7 @@ out_c:
     return s;
 }
 
-sarco_status sarco_segment(sarco_context *ctx, sarco_model *model, const sarco_image *ct,
+static sarco_status segment(sarco_context *ctx, sarco_model *model, const sarco_image *ct,
                            const sarco_segment_options *opts, uint16_t *labels, size_t labels_count,
                            sarco_segment_info *info) {
     if (ctx) sarco_clear_error(ctx);
@@ -513,5 +513,26 @@ sarco_status sarco_segment(sarco_context *ctx, sarco_model *model, const sarco_i
     p.tiles_on_backend = 1;
     if (s == SARCO_OK) s = sarco_segment_run(ctx, &cfg, &p, cout, model_predict, &mp, ct, labels, info);
     sarco_pipeline_config_free(&cfg);
+    return s;
+}
+
+/* The public entries hold the model for the whole call (docs/reliability.md: one call per model at a time). */
+sarco_status sarco_sliding_window(sarco_context *ctx, sarco_model *model, int ndim, const int64_t *in_shape,
+                                  const float *x, const sarco_window_options *opts, float *logits,
+                                  size_t logits_count) {
+    sarco_status s = sarco_model_enter(ctx, model, "sarco_sliding_window");
+    if (s != SARCO_OK) return s;
+    s = sliding_window(ctx, model, ndim, in_shape, x, opts, logits, logits_count);
+    sarco_model_leave(model);
+    return s;
+}
+
+sarco_status sarco_segment(sarco_context *ctx, sarco_model *model, const sarco_image *ct,
+                           const sarco_segment_options *opts, uint16_t *labels, size_t labels_count,
+                           sarco_segment_info *info) {
+    sarco_status s = sarco_model_enter(ctx, model, "sarco_segment");
+    if (s != SARCO_OK) return s;
+    s = segment(ctx, model, ct, opts, labels, labels_count, info);
+    sarco_model_leave(model);
     return s;
 }

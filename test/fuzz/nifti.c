@@ -1,0 +1,7 @@
+/* libFuzzer target: sarco_image_read on a .nii file (docs/reliability.md). */
+#include "fuzz.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_read_image(data, size, ".nii");
+    return 0;
+}
