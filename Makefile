@@ -167,9 +167,12 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	tools/fuzz.sh 45 $(FUZZ_TARGETS)
 
+# Linked by the C++ driver: the library holds GDCM's C++ (dicom_gdcm.cpp), whose UBSan checks need
+# the C++ sanitizer runtime.
 $(BUILD)/fuzz/%: test/fuzz/%.c test/fuzz/fuzz.h $(OUT_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(OUT_A) $(LIBS) $(LDFLAGS_ALL)
+	$(CC) $(CFLAGS_ALL) -c -o $@.o $<
+	$(CXX) $(SAN) -fsanitize=fuzzer -o $@ $@.o $(OUT_A) $(LIBS) $(LDFLAGS_ALL)
 
 # The thread tests under ThreadSanitizer (gcc). No suppressions: the tests' contexts run one OpenMP thread
 # each, so libgomp/oneDNN (not TSan-instrumented) add no unseen synchronisation (docs/reliability.md).
