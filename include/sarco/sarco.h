@@ -469,6 +469,13 @@ SARCO_API sarco_status sarco_gradcam_tensor(sarco_context *ctx, sarco_model *mod
 SARCO_API sarco_status sarco_gradcam(sarco_context *ctx, sarco_model *model, const sarco_picture *pic,
                                      const char *tabular_json, int target, float *cam, size_t cam_count);
 
+/* A Grad-CAM map (picture grid, [0, 1]) as an RGB picture: viridis over the picture's grey (its
+ * luma stretched to 0..255), out = (1 - alpha) grey + alpha colour (pytorch-grad-cam's
+ * show_cam_on_image with image_weight 1 - alpha). rgb holds width x height x 3 bytes, top row first,
+ * for sarco_png_write. */
+SARCO_API sarco_status sarco_cam_overlay(sarco_context *ctx, const sarco_picture *pic, const float *cam,
+                                         size_t cam_count, double alpha, uint8_t *rgb);
+
 /* ---- segmentation pipeline (docs/pipeline.md) ---------------------------------------------- */
 
 typedef enum sarco_blend_mode {

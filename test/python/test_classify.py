@@ -163,6 +163,49 @@ class Classify(unittest.TestCase):
             with self.assertRaisesRegex(sarco.SarcoError, "unknown classify key \"zoom\""):
                 m.classify(os.path.join(DATA, "grey.png"))
 
+    def test_cli(self):
+        import subprocess
+        cli = os.environ.get("SARCO_CLI") or os.path.join(ROOT, "build", "sarco")
+        if not os.path.exists(cli):
+            self.skipTest("build/sarco not built")
+        case = self.cases[5]  # the 2-fold ensemble
+        with self.model(case, {"classify": {"size": [84, 84]}}) as m:
+            path = m.path
+            ref = m.classify(os.path.join(DATA, "grey.png"))
+            refcam = m.gradcam(os.path.join(DATA, "grey.png"))
+        d = self.tmp.name
+        cam, rep = os.path.join(d, "cam.png"), os.path.join(d, "r.json")
+        r = subprocess.run([cli, "classify", "--model", path, "--input", os.path.join(DATA, "grey.png"),
+                            "--cam", cam, "--report", rep], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(rep) as f:
+            out = json.load(f)
+        self.assertEqual(out["folds"], 2)
+        np.testing.assert_allclose(out["probability"][0], ref["probability"], atol=1e-9)
+        np.testing.assert_allclose([p[0] for p in out["per_fold"]], ref["per_fold"], atol=1e-9)
+        from sarco.picture import load_picture
+        pic = load_picture(cam)
+        self.assertEqual(pic.data.shape, (3, 180, 240))
+        # the overlay is viridis over the grey: the hottest pixel of the map is the most yellow-green one
+        hot = np.unravel_index(np.argmax(refcam), refcam.shape)
+        cold = np.unravel_index(np.argmin(refcam), refcam.shape)
+        self.assertGreater(pic.data[1][hot] - pic.data[2][hot], pic.data[1][cold] - pic.data[2][cold])
+        lst, csv = os.path.join(d, "l.csv"), os.path.join(d, "out.csv")
+        with open(lst, "w") as f:
+            f.write(f"path\n{os.path.join(DATA, 'colour.jpg')}\n{os.path.join(d, 'missing.png')}\n")
+        r = subprocess.run([cli, "classify", "--model", path, "--list", lst, "--report", csv],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2, r.stderr)  # a row failed: bad input
+        with open(csv) as f:
+            rows = [line.rstrip("\n").split(",") for line in f]
+        self.assertEqual(rows[0][:4], ["path", "status", "predicted", "probability_0"])
+        self.assertEqual([len(x) for x in rows], [len(rows[0])] * 3)
+        self.assertEqual(rows[1][1], "ok")
+        self.assertIn("cannot open", rows[2][-1])
+        r = subprocess.run([cli, "classify", "--model", path], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("need --model and one of --input or --list", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
