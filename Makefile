@@ -16,15 +16,22 @@ SAN ?=
 WARN := -Wall -Wextra -Werror
 CFLAGS_ALL := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden -fopenmp $(WARN) $(SAN) -D_GNU_SOURCE \
               -Iinclude -I. -I/usr/include/nifti $(CFLAGS)
-LIBS := -ldnnl -lnifti2 -lznz -lz -lpng -ljpeg -ljansson -ldl -lm -fopenmp
+# GDCM (DICOM, lib/io/dicom_gdcm.cpp, the one C++ file outside CUDA) is linked directly: docs/io.md "DICOM".
+GDCM_INC ?= $(firstword $(wildcard /usr/include/gdcm-3.*))
+GDCM_LIBS := -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lstdc++
+CXX ?= g++
+CXXFLAGS_ALL := -std=c++17 $(OPT) -g -fPIC -fvisibility=hidden -fvisibility-inlines-hidden $(WARN) $(SAN) -D_GNU_SOURCE \
+                -Iinclude -I. -isystem $(GDCM_INC) $(CXXFLAGS)
+LIBS := -ldnnl -lnifti2 -lznz -lz -lpng -ljpeg -ljansson $(GDCM_LIBS) -ldl -lm -fopenmp
 LDFLAGS_ALL := $(SAN) $(LDFLAGS)
 
 LIB_SRC := $(filter-out lib/cuda/%,$(wildcard lib/*/*.c))
+LIB_CXX_SRC := $(wildcard lib/io/*.cpp)
 # The diagnosis rule sets (rules/*.json) are compiled in as data (docs/clinical.md): adding a table
 # is adding a file there.
 RULES := $(sort $(wildcard rules/*.json))
 RULES_C := $(BUILD)/gen/rules_builtin.c
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(RULES_C:.c=.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX_SRC:%.cpp=$(BUILD)/%.o) $(RULES_C:.c=.o)
 DEPS := $(LIB_OBJ:.o=.d)
 
 SO := lib/libsarco.so
@@ -58,8 +65,14 @@ $(RULES_C): $(RULES) tools/embed_rules.sh
 $(RULES_C:.c=.o): $(RULES_C)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(OUT_SO): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libsarco.so.$(SOMAJOR) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_ALL) -MMD -MP -c $< -o $@
+
+# The version script keeps GDCM's inline and template code (default visibility in its headers) inside.
+$(OUT_SO): $(LIB_OBJ) tools/libsarco.map
+	$(CC) -shared -Wl,-soname,libsarco.so.$(SOMAJOR) -Wl,--no-undefined -Wl,--version-script=tools/libsarco.map \
+	    $(LDFLAGS_ALL) -o $@ $(LIB_OBJ) $(LIBS)
 ifeq ($(BUILD),build)
 	ln -sf libsarco.so.$(VERSION) lib/libsarco.so.$(SOMAJOR)
 	ln -sf libsarco.so.$(VERSION) $(SO)
@@ -129,7 +142,24 @@ test-asan: setup
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	    build-asan/sarco $(TEST_SRC:test/%.c=build-asan/test/%)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/test/fuzz/lsan.supp \
 	    tools/run_tests.sh build-asan/test $(TEST_SRC:test/%.c=build-asan/test/%)
+
+# libFuzzer on the DICOM reader (test/fuzz/fuzz_dicom.c): the library rebuilt with clang, ASan and
+# UBSan in build-fuzz/, seeds from test/data/dicom, FUZZ_SECONDS of fuzzing (default 120). Needs
+# Debian's clang and libclang-rt-dev (libFuzzer). Crashes land in build-fuzz/crashes/.
+FUZZ_SECONDS ?= 120
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+.PHONY: fuzz-dicom
+fuzz-dicom:
+	$(MAKE) BUILD=build-fuzz CC=clang CXX=clang++ OPT="-O1 -g" CFLAGS=-Wno-pass-failed SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	    build-fuzz/libsarco.a
+	clang -std=c11 -O1 -g $(WARN) $(FUZZ_SAN) -fsanitize=fuzzer -Iinclude -c -o build-fuzz/fuzz_dicom.o test/fuzz/fuzz_dicom.c
+	clang++ $(FUZZ_SAN) -fsanitize=fuzzer -o build-fuzz/fuzz_dicom build-fuzz/fuzz_dicom.o build-fuzz/libsarco.a $(LIBS)
+	@mkdir -p build-fuzz/corpus build-fuzz/crashes
+	find test/data/dicom -type f \( -name '*.dcm' -o -name 'IM*' \) -size -64k -exec cp {} build-fuzz/corpus/ \; 2>/dev/null || true
+	ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64 LSAN_OPTIONS=suppressions=test/fuzz/lsan.supp build-fuzz/fuzz_dicom -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	    -rss_limit_mb=2048 -artifact_prefix=build-fuzz/crashes/ build-fuzz/corpus
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include/sarco $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
@@ -146,6 +176,6 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/sarco.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sarco.pc
 
 clean:
-	rm -rf build build-asan lib/libsarco.so* lib/libsarco.a lib/libsarco_cuda.so
+	rm -rf build build-asan build-fuzz lib/libsarco.so* lib/libsarco.a lib/libsarco_cuda.so
 
 -include $(DEPS)

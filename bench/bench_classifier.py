@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 from sarco import convert  # noqa: E402
 
-ARCHS = ["resnet50", "vgg19", "vgg19_bn", "densenet121", "efficientnet_b0"]
+ARCHS = ["resnet50", "vgg19", "vgg19_bn", "densenet121", "efficientnet_b0", "convnext_tiny", "swin_t"]
 
 
 def flops(model, x):

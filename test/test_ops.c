@@ -17,7 +17,10 @@
  *   window_accumulate                   1e-12      one product and one add per window against double;
  *                                                  also bit-exact against the float loop (MONAI's order)
  *   argmax_labels                       exact      labels (torch.argmax ties and NaN)
- *   to_cl, from_cl, patchify, unpatchify, concat, max pool, memory ops: 0 (pure data movement)
+ *   swin_attention                      1e-10      fp32 q.k sums (dh terms), bias, mask, softmax, P V sums
+ *   to_cl, from_cl, patchify, unpatchify, concat, max pool, memory ops,
+ *   swin_partition, patch_merge         0 (pure data movement)
+ *   swin_reverse                        0 without residual, 1e-12 with it (one fp32 add)
  *   CUDA vs CPU                         the op's threshold (FP32 mode)
  */
 #include <math.h>
@@ -51,10 +54,10 @@
 #define MAXBUF 32
 
 enum { OP_MEM, OP_CONV, OP_DECONV, OP_LINEAR, OP_GEMM, OP_LAYERNORM, OP_INSTNORM, OP_AFFINE, OP_ACT, OP_BINARY,
-       OP_SOFTMAX, OP_CONCAT, OP_LAYOUT, OP_PATCH, OP_POOL, OP_WINDOW, OP_ARGMAX, OP_N };
+       OP_SOFTMAX, OP_CONCAT, OP_LAYOUT, OP_PATCH, OP_POOL, OP_WINDOW, OP_ARGMAX, OP_SWIN, OP_N };
 static const char *op_names[OP_N] = {"memory", "conv", "deconv", "linear", "gemm", "layernorm", "instnorm",
                                      "channel_affine", "act", "binary", "softmax", "concat", "to_cl/from_cl",
-                                     "patchify", "pool", "window_accumulate", "argmax_labels"};
+                                     "patchify", "pool", "window_accumulate", "argmax_labels", "swin"};
 
 typedef struct dbuf {
     sarco_backend *be;
@@ -1680,7 +1683,8 @@ static void test_table(void **state) {
                          (const void *)o->unpatchify, (const void *)o->pool, (const void *)o->adaptive_avg_pool2d,
                          (const void *)o->window_accumulate,
                          (const void *)o->argmax_labels, (const void *)o->edt_axis, (const void *)o->label_stats,
-                         (const void *)o->destroy};
+                         (const void *)o->swin_partition, (const void *)o->swin_reverse,
+                         (const void *)o->swin_attention, (const void *)o->patch_merge, (const void *)o->destroy};
     for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
         if (!fns[i]) fail_msg("%s: op table entry %zu is NULL", o->name, i);
     assert_ptr_equal(t->be->ctx, t->ctx);
@@ -1761,6 +1765,240 @@ static void test_errors(void **state) {
     dfree_all(t, "errors");
 }
 
+/* ---- Swin Transformer ------------------------------------------------------------------- */
+
+/* Reference loops follow torchvision's shifted_window_attention step by step: F.pad, torch.roll, view +
+ * permute; the relative position index built as torchvision builds it (meshgrid, differences, shifts,
+ * row scaling); the mask by its slice assignments with Python's negative-index rules. */
+
+typedef struct swin_case {
+    int kind; /* 0 partition, 1 reverse, 2 attention, 3 patch merge */
+    sarco_swin_desc d;
+    int64_t heads;
+    const float *x, *res, *table;
+    size_t nx, ny, nt;
+} swin_case; /* attention: x = qkv, ny = the output's size */
+
+static void swin_on(T *t, sarco_backend *be, const void *arg, float *out) {
+    const swin_case *c = arg;
+    float *x = dnew(t, be, c->x, c->nx);
+    sarco_status s = SARCO_OK;
+    float *y = x;
+    if (c->kind == 0) {
+        y = dnew(t, be, NULL, c->ny);
+        s = be->ops->swin_partition(be, &c->d, x, y);
+    } else if (c->kind == 1) {
+        y = dnew(t, be, c->res, c->ny); /* in place onto the residual, or NaN-filled without one */
+        s = be->ops->swin_reverse(be, &c->d, x, c->res ? y : NULL, y);
+    } else if (c->kind == 2) {
+        float *tab = dnew(t, be, c->table, c->nt);
+        y = dnew(t, be, NULL, c->ny);
+        s = be->ops->swin_attention(be, &c->d, c->heads, tab, x, y);
+    } else {
+        y = dnew(t, be, NULL, c->ny);
+        s = be->ops->patch_merge(be, c->d.n, c->d.h, c->d.w, c->d.c, x, y);
+    }
+    if (s != SARCO_OK) fail_msg("swin op %d: %s", c->kind, sarco_last_error(t->ctx));
+    dget(t, y, out, "swin");
+}
+
+static int64_t pymod(int64_t a, int64_t m) { return ((a % m) + m) % m; }
+
+/* Python slice bound: negative counts from the end, then clamped to [0, len] */
+static int64_t pyidx(int64_t i, int64_t len) {
+    if (i < 0) i += len;
+    return i < 0 ? 0 : i > len ? len : i;
+}
+
+static void swin_geom(const sarco_swin_desc *d, int64_t *ph, int64_t *pw, int64_t *nwh, int64_t *nww, int64_t *L) {
+    *ph = d->h + pymod(d->win[0] - d->h % d->win[0], d->win[0]); /* pad_b = (ws - H % ws) % ws */
+    *pw = d->w + pymod(d->win[1] - d->w % d->win[1], d->win[1]);
+    *nwh = *ph / d->win[0];
+    *nww = *pw / d->win[1];
+    *L = d->win[0] * d->win[1];
+}
+
+static void swin_test(T *t, const char *label, sarco_swin_desc d, int64_t heads) {
+    int64_t ph, pw, nwh, nww, L;
+    swin_geom(&d, &ph, &pw, &nwh, &nww, &L);
+    const int64_t n = d.n, C = d.c, nW = nwh * nww;
+    const size_t nmap = (size_t)(n * d.h * d.w * C), nwin = (size_t)(n * nW * L * C);
+    float *x = rnd(t, nmap, 1, 0);
+    /* padded, rolled map R[b, i, j] = pad(x)[b, (i + s0) % ph, (j + s1) % pw] (torch.roll by -s) */
+    double *win = dalloc(nwin);
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t i = 0; i < ph; i++)
+            for (int64_t j = 0; j < pw; j++) {
+                int64_t si = (i + d.shift[0]) % ph, sj = (j + d.shift[1]) % pw;
+                int64_t wr = i / d.win[0], tr = i % d.win[0], wc = j / d.win[1], tc = j % d.win[1];
+                int64_t tok = ((b * nwh + wr) * nww + wc) * L + tr * d.win[1] + tc;
+                for (int64_t ch = 0; ch < C; ch++)
+                    win[tok * C + ch] = si < d.h && sj < d.w ? x[((b * d.h + si) * d.w + sj) * C + ch] : 0.0;
+            }
+    char l2[160];
+    snprintf(l2, sizeof l2, "%s partition", label);
+    swin_case pc = {0, d, 0, x, NULL, NULL, nmap, nwin, 0};
+    run_check(t, OP_SWIN, l2, swin_on, &pc, win, nwin, TOL_EXACT);
+
+    /* reverse: windows -> rolled map, torch.roll(+s), crop; onto a residual and without one */
+    float *wins = rnd(t, nwin, 1, 0), *res = rnd(t, nmap, 1, 0);
+    double *rev = dalloc(nmap), *rev_res = dalloc(nmap);
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t i = 0; i < d.h; i++)
+            for (int64_t j = 0; j < d.w; j++) {
+                int64_t ri = pymod(i - d.shift[0], ph), rj = pymod(j - d.shift[1], pw);
+                int64_t tok = ((b * nwh + ri / d.win[0]) * nww + rj / d.win[1]) * L + ri % d.win[0] * d.win[1] +
+                              rj % d.win[1];
+                for (int64_t ch = 0; ch < C; ch++) {
+                    size_t o = (size_t)(((b * d.h + i) * d.w + j) * C + ch);
+                    rev[o] = wins[tok * C + ch];
+                    rev_res[o] = (double)(float)((double)res[o] + wins[tok * C + ch]);
+                }
+            }
+    snprintf(l2, sizeof l2, "%s reverse", label);
+    swin_case rc = {1, d, 0, wins, NULL, NULL, nwin, nmap, 0};
+    run_check(t, OP_SWIN, l2, swin_on, &rc, rev, nmap, TOL_EXACT);
+    snprintf(l2, sizeof l2, "%s reverse + residual", label);
+    swin_case rr = {1, d, 0, wins, res, NULL, nwin, nmap, 0};
+    run_check(t, OP_SWIN, l2, swin_on, &rr, rev_res, nmap, TOL_BINARY);
+    /* reverse(partition(x)) = x */
+    float *wf = falloc(nwin);
+    for (size_t i = 0; i < nwin; i++) wf[i] = (float)win[i];
+    double *xd = to_d(x, nmap);
+    snprintf(l2, sizeof l2, "%s reverse(partition)", label);
+    swin_case rt = {1, d, 0, wf, NULL, NULL, nwin, nmap, 0};
+    run_check(t, OP_SWIN, l2, swin_on, &rt, xd, nmap, TOL_EXACT);
+
+    if (heads > 0) {
+        /* relative_position_index as torchvision builds it */
+        const int64_t Wh = d.win[0], Ww = d.win[1], ntab = (2 * Wh - 1) * (2 * Ww - 1);
+        int64_t *idx = calloc((size_t)(L * L), sizeof *idx);
+        assert_non_null(idx);
+        for (int64_t i = 0; i < L; i++)
+            for (int64_t j = 0; j < L; j++) {
+                int64_t r0 = i / Ww - j / Ww, r1 = i % Ww - j % Ww; /* coords_flatten[:, :, None] - [:, None, :] */
+                r0 += Wh - 1;
+                r1 += Ww - 1;
+                r0 *= 2 * Ww - 1;
+                idx[i * L + j] = r0 + r1;
+            }
+        /* attn_mask: slice assignments on the padded grid, then per-window label differences */
+        int64_t *lab = calloc((size_t)(ph * pw), sizeof *lab);
+        assert_non_null(lab);
+        const int shifted = d.shift[0] + d.shift[1] > 0;
+        if (shifted) {
+            int64_t hs[3][2] = {{0, -Wh}, {-Wh, -d.shift[0]}, {-d.shift[0], ph}};
+            int64_t ws[3][2] = {{0, -Ww}, {-Ww, -d.shift[1]}, {-d.shift[1], pw}};
+            int64_t count = 0;
+            for (int a = 0; a < 3; a++)
+                for (int bb = 0; bb < 3; bb++) {
+                    for (int64_t i = pyidx(hs[a][0], ph); i < pyidx(hs[a][1], ph); i++)
+                        for (int64_t j = pyidx(ws[bb][0], pw); j < pyidx(ws[bb][1], pw); j++) lab[i * pw + j] = count;
+                    count++;
+                }
+        }
+        /* qkv (n nW, L, 3C), each token (3, heads, dh) -> out (n nW, L, C) */
+        const int64_t dh = C / heads;
+        const size_t nqkv = (size_t)(n * nW * L * 3 * C), nout = nwin, ntb = (size_t)(ntab * heads);
+        float *qkv = rnd(t, nqkv, 2, 0), *table = rnd(t, ntb, 2, 0);
+        double *ref = dalloc(nout), *row = dalloc((size_t)L);
+        for (int64_t b = 0; b < n * nW; b++) {
+            int64_t w = b % nW, wr = w / nww, wc = w % nww;
+            const float *qb = qkv + b * L * 3 * C;
+            for (int64_t h = 0; h < heads; h++)
+                for (int64_t i = 0; i < L; i++) {
+                    double m = -INFINITY, sum = 0;
+                    for (int64_t j = 0; j < L; j++) {
+                        double v = 0;
+                        for (int64_t p = 0; p < dh; p++) v += (double)qb[i * 3 * C + h * dh + p] * qb[j * 3 * C + C + h * dh + p];
+                        v = v / sqrt((double)dh) + (double)table[idx[i * L + j] * heads + h];
+                        if (shifted) {
+                            int64_t li = lab[(wr * Wh + i / Ww) * pw + wc * Ww + i % Ww];
+                            int64_t lj = lab[(wr * Wh + j / Ww) * pw + wc * Ww + j % Ww];
+                            v += lj - li != 0 ? -100.0 : 0.0;
+                        }
+                        row[j] = v;
+                        m = v > m ? v : m;
+                    }
+                    for (int64_t j = 0; j < L; j++) sum += exp(row[j] - m);
+                    for (int64_t p = 0; p < dh; p++) {
+                        double o = 0;
+                        for (int64_t j = 0; j < L; j++) o += exp(row[j] - m) / sum * qb[j * 3 * C + 2 * C + h * dh + p];
+                        ref[(b * L + i) * C + h * dh + p] = o;
+                    }
+                }
+        }
+        snprintf(l2, sizeof l2, "%s attention", label);
+        swin_case ac = {2, d, heads, qkv, NULL, table, nqkv, nout, ntb};
+        run_check(t, OP_SWIN, l2, swin_on, &ac, ref, nout, TOL_GEMM);
+        free(idx);
+        free(lab);
+        free(qkv);
+        free(table);
+        free(ref);
+        free(row);
+    }
+
+    /* patch merging: F.pad to even sizes, cat(x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]) */
+    const int64_t h2 = (d.h + 1) / 2, w2 = (d.w + 1) / 2;
+    const size_t nm = (size_t)(n * h2 * w2 * 4 * C);
+    double *mref = dalloc(nm);
+    const int64_t off[4][2] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t i = 0; i < h2; i++)
+            for (int64_t j = 0; j < w2; j++)
+                for (int k = 0; k < 4; k++)
+                    for (int64_t ch = 0; ch < C; ch++) {
+                        int64_t r = 2 * i + off[k][0], c = 2 * j + off[k][1];
+                        mref[(((b * h2 + i) * w2 + j) * 4 + k) * C + ch] =
+                            r < d.h && c < d.w ? x[((b * d.h + r) * d.w + c) * C + ch] : 0.0;
+                    }
+    snprintf(l2, sizeof l2, "%s patch merge", label);
+    swin_case mc = {3, d, 0, x, NULL, NULL, nmap, nm, 0};
+    run_check(t, OP_SWIN, l2, swin_on, &mc, mref, nm, TOL_EXACT);
+    free(mref);
+    free(x);
+    free(win);
+    free(wins);
+    free(res);
+    free(rev);
+    free(rev_res);
+    free(wf);
+    free(xd);
+}
+
+static void test_swin(void **state) {
+    T *t = *state;
+    /* rectangular windows and shifts, padding on both axes */
+    swin_test(t, "swin 9x10 win 3x4 shift 1,2", (sarco_swin_desc){2, 9, 10, 6, {3, 4}, {1, 2}}, 3);
+    /* torchvision's window 7: H 5 pads to 7 = window, so its shift is 0 while W's stays 3; dh 5 (odd) */
+    swin_test(t, "swin 5x20 win 7 shift 0,3", (sarco_swin_desc){1, 5, 20, 10, {7, 7}, {0, 3}}, 2);
+    /* unshifted (no mask), odd sizes */
+    swin_test(t, "swin 13x8 win 7 no shift", (sarco_swin_desc){2, 13, 8, 3, {7, 7}, {0, 0}}, 1);
+    /* a stage smaller than the window: everything one padded window; swin_t's head width 32 */
+    swin_test(t, "swin 3x2 win 7", (sarco_swin_desc){1, 3, 2, 64, {7, 7}, {0, 0}}, 2);
+    /* bad descs name the problem */
+    sarco_backend *be = t->be;
+    float *x = dnew(t, be, NULL, 64), *y = dnew(t, be, NULL, 64);
+    sarco_swin_desc bad = {1, 3, 3, 1, {7, 7}, {3, 0}}; /* shift where the window covers the map */
+    sarco_clear_error(t->ctx);
+    assert_int_equal(be->ops->swin_partition(be, &bad, x, y), SARCO_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(sarco_last_error(t->ctx), "shift"));
+    bad = (sarco_swin_desc){1, 14, 14, 1, {7, 7}, {7, 0}}; /* shift not below the window */
+    assert_int_equal(be->ops->swin_reverse(be, &bad, x, NULL, y), SARCO_ERR_INVALID_ARGUMENT);
+    bad = (sarco_swin_desc){1, 14, 14, 1, {0, 7}, {0, 0}};
+    assert_int_equal(be->ops->swin_attention(be, &bad, 1, x, x, y), SARCO_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(sarco_last_error(t->ctx), "window"));
+    bad = (sarco_swin_desc){1, 7, 7, 4, {7, 7}, {0, 0}};
+    assert_int_equal(be->ops->swin_attention(be, &bad, 0, x, x, y), SARCO_ERR_INVALID_ARGUMENT);
+    assert_int_equal(be->ops->swin_attention(be, &bad, 3, x, x, y), SARCO_ERR_INVALID_ARGUMENT); /* 4 % 3 */
+    bad = (sarco_swin_desc){1, 17, 17, 4, {17, 17}, {0, 0}};
+    assert_int_equal(be->ops->swin_attention(be, &bad, 1, x, x, y), SARCO_ERR_INVALID_ARGUMENT); /* L 289 */
+    assert_int_equal(be->ops->patch_merge(be, 1, 0, 4, 1, x, y), SARCO_ERR_INVALID_ARGUMENT);
+    assert_int_equal(be->ops->patch_merge(be, 1, 2, 2, 1, x, x), SARCO_ERR_INVALID_ARGUMENT);
+    dfree_all(t, "swin errors");
+}
+
 /* ---- groups ------------------------------------------------------------------------------ */
 
 static T *new_state(void) {
@@ -1812,8 +2050,8 @@ static int teardown(void **state) {
         cmocka_unit_test(test_layernorm), cmocka_unit_test(test_instnorm), cmocka_unit_test(test_channel_affine),  \
         cmocka_unit_test(test_act), cmocka_unit_test(test_binary), cmocka_unit_test(test_softmax),                 \
         cmocka_unit_test(test_concat), cmocka_unit_test(test_layout), cmocka_unit_test(test_patchify),             \
-        cmocka_unit_test(test_pool), cmocka_unit_test(test_adaptive_pool), cmocka_unit_test(test_window_accumulate), cmocka_unit_test(test_argmax_labels), \
-        cmocka_unit_test(test_torch_reference)
+        cmocka_unit_test(test_pool), cmocka_unit_test(test_adaptive_pool), cmocka_unit_test(test_window_accumulate), \
+        cmocka_unit_test(test_argmax_labels), cmocka_unit_test(test_torch_reference), cmocka_unit_test(test_swin)
 
 int main(void) {
     const struct CMUnitTest tests[] = {TESTS};

@@ -112,7 +112,7 @@ static inline uint8_t *tu_st_bytes(const char *header, const void *data, size_t 
 
 /* ---- the corpora's tables (manifest.tsv, expected.tsv) ---- */
 
-#define TU_MAXF 16
+#define TU_MAXF 24
 typedef struct tu_row {
     char *f[TU_MAXF];
     int n;

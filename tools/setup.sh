@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what libsarco needs to build and test, and only what is missing. A second run does nothing.
 set -euo pipefail
-debs=(build-essential libdnnl-dev libnifti2-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libjansson-dev libcmocka-dev pkg-config)
+# jq: the README's transcripts pipe through it and test_readme.py runs them
+debs=(build-essential libdnnl-dev libnifti2-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libjansson-dev libgdcm-dev libcmocka-dev pkg-config jq)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,4 +40,14 @@ if [ ${#optmissing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   { $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq --no-install-recommends "${optmissing[@]}" >/dev/null; } ||
     echo "setup: could not install ${optmissing[*]}: the report's browser test will be skipped"
+fi
+# Test-only Python packages: `wheel` for the packaging test (pip install ./python without build
+# isolation) and Ray Data for the distributed test. The library and `sarco batch` never need them.
+if ! "$py" -c 'import wheel' 2>/dev/null; then
+  echo "setup: installing wheel (packaging test)"
+  "$py" -m pip install -q wheel
+fi
+if [ "${SARCO_SKIP_RAY:-0}" != 1 ] && ! "$py" -c 'import ray.data, pyarrow' 2>/dev/null; then
+  echo "setup: installing ray[data] (test/python/test_distributed.py; SARCO_SKIP_RAY=1 skips)"
+  "$py" -m pip install -q "ray[data]" || echo "setup: ray[data] could not be installed; the Ray test will say SKIP"
 fi

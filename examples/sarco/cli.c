@@ -176,3 +176,36 @@ int cli_parse_precision(const char *s, sarco_precision *p) {
         }
     return 0;
 }
+
+sarco_status cli_image_read(sarco_context *ctx, const char *path, const char *series, sarco_image **img) {
+    return series ? sarco_image_read_series(ctx, path, series, img) : sarco_image_read(ctx, path, img);
+}
+
+json_t *cli_dicom_json(const sarco_image *img) {
+    const sarco_dicom_info *d = img ? img->dicom : NULL;
+    if (!d) return NULL;
+    static const char *const from[] = {"none", "PixelSpacing", "ultrasound regions"};
+    json_t *o = json_object();
+    json_object_set_new(o, "series_uid", json_string(d->series_uid));
+    json_object_set_new(o, "series_description", json_string(d->series_description));
+    json_object_set_new(o, "modality", json_string(d->modality));
+    json_object_set_new(o, "transfer_syntax", json_string(d->transfer_syntax));
+    json_object_set_new(o, "photometric", json_string(d->photometric));
+    json_object_set_new(o, "slices", json_integer(d->files));
+    json_object_set_new(o, "frames", json_integer(d->frames));
+    json_t *sp = json_array();
+    for (int a = 0; a < img->ndim; a++) json_array_append_new(sp, cli_jreal(img->spacing[a]));
+    json_object_set_new(o, "spacing_mm_used", (img->flags & SARCO_IMAGE_NO_SPACING) ? json_null() : sp);
+    if (img->flags & SARCO_IMAGE_NO_SPACING) json_decref(sp);
+    json_object_set_new(o, "spacing_from",
+                        json_string(d->spacing_source >= 0 && d->spacing_source <= 2 ? from[d->spacing_source] : "?"));
+    if (d->files > 1) {
+        json_object_set_new(o, "slice_spacing_mm", cli_jreal(d->slice_spacing));
+        json_object_set_new(o, "largest_gap_mm", cli_jreal(d->largest_gap));
+        json_object_set_new(o, "gap_tolerance_mm", cli_jreal(d->gap_tolerance));
+    }
+    json_object_set_new(o, "rescale_slope", cli_jreal(d->rescale_slope));
+    json_object_set_new(o, "rescale_intercept", cli_jreal(d->rescale_intercept));
+    json_object_set_new(o, "frames_along_z", json_boolean(img->flags & SARCO_IMAGE_DICOM_FRAMES));
+    return o;
+}

@@ -71,7 +71,19 @@ void cli_json_geometry(json_t *obj, const sarco_image *img, const double *spo, i
 /* One label's ultrasound measures as the "ultrasound" JSON object of `sarco measure` (docs/measure.md);
  * for any verb that reports them. */
 json_t *cli_us_json(const sarco_us_measure *u);
+/* Reads an image for a verb's --input/--image: sarco_image_read, or with series (--series UID, may be
+ * NULL) sarco_image_read_series, which picks one series of a DICOM folder. */
+sarco_status cli_image_read(sarco_context *ctx, const char *path, const char *series, sarco_image **img);
+/* What a DICOM read used, for the reports: series UID and description, modality, slices, frames, the
+ * spacing used and where it came from, the slice gap; NULL for non-DICOM images. Never patient data. */
+json_t *cli_dicom_json(const sarco_image *img);
 /* Writes root as indented JSON to report (NULL: stdout); returns the exit code. */
 int cli_write_json(const char *verb, const json_t *root, const char *report);
+
+/* The JSON report of `sarco segment` for one case (cmd_segment.c), for any verb that segments: t holds
+ * the seconds of {load, measure and write, total}. */
+void cli_segment_report(FILE *f, const char *model_path, const sarco_model *model, const char *input,
+                        const char *output, const sarco_image *ct, sarco_context *ctx, const sarco_segment_info *info,
+                        const sarco_volume_report *vr, const double *t, sarco_precision precision);
 
 #endif

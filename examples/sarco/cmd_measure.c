@@ -18,7 +18,9 @@ static const char *MEASURE_USAGE =
     "all nonzero labels together. JSON on stdout, or to --report.\n"
     "\n"
     "  --labels L           label map (NIfTI or PNG), integer labels 0..65535, 0 = background\n"
-    "  --image CT           intensity image on the same grid (optional)\n"
+    "  --image CT           intensity image on the same grid (optional): NIfTI, PNG, JPEG, a DICOM file\n"
+    "                       or a folder with a DICOM series\n"
+    "  --series UID         the SeriesInstanceUID to read when the --image folder holds several\n"
     "  --height-m H         body height in metres: adds volume / H^2 (mL/m^2) or area / H^2 (cm^2/m^2,\n"
     "                       the skeletal muscle index of an L3 slice)\n"
     "  --spacing X,Y[,Z]    voxel size in mm (x, y, z) when the file has none or it is wrong\n"
@@ -121,6 +123,8 @@ static int measure_ultrasound(const char *lpath, const char *ipath, const uint16
     json_t *root = json_object();
     json_object_set_new(root, "labels_path", json_string(lpath));
     json_object_set_new(root, "image_path", ipath ? json_string(ipath) : json_null());
+    json_t *image_dicom = cli_dicom_json(img); /* no patient data */
+    if (image_dicom) json_object_set_new(root, "image_dicom", image_dicom);
     json_t *dj = json_array();
     json_array_append_new(dj, json_integer(dims[0]));
     json_array_append_new(dj, json_integer(dims[1]));
@@ -154,7 +158,7 @@ static int measure_ultrasound(const char *lpath, const char *ipath, const uint16
 }
 
 int cmd_measure(int argc, char **argv) {
-    const char *verb = "measure", *lpath = NULL, *ipath = NULL;
+    const char *verb = "measure", *lpath = NULL, *ipath = NULL, *series = NULL;
     double height = 0.0, pxsp[2] = {0, 0};
     int have_pxsp = 0, force_us = 0;
     cli_common co = {0};
@@ -168,6 +172,8 @@ int cmd_measure(int argc, char **argv) {
             lpath = argv[++i];
         } else if (!strcmp(a, "--image") && more) {
             ipath = argv[++i];
+        } else if (!strcmp(a, "--series") && more) {
+            series = argv[++i];
         } else if (!strcmp(a, "--pixel-spacing-mm") && i + 2 < argc) {
             for (int k = 0; k < 2; k++) {
                 char *end;
@@ -215,7 +221,7 @@ int cmd_measure(int argc, char **argv) {
     if (ipath || have_pxsp) {
         const int two_d = geom->ndim == 2 || geom->dims[2] == 1;
         if (ipath) {
-            s = sarco_image_read(ctx, ipath, &img);
+            s = cli_image_read(ctx, ipath, series, &img);
             if (s != SARCO_OK) {
                 rc = cli_fail(verb, s, sarco_last_error(ctx));
                 goto done;
@@ -262,6 +268,8 @@ int cmd_measure(int argc, char **argv) {
     root = json_object();
     json_object_set_new(root, "labels_path", json_string(lpath));
     json_object_set_new(root, "image_path", ipath ? json_string(ipath) : json_null());
+    json_t *image_dicom = cli_dicom_json(img); /* no patient data */
+    if (image_dicom) json_object_set_new(root, "image_dicom", image_dicom);
     cli_json_geometry(root, geom, spo, nsp);
     json_object_set_new(root, g.ndim == 3 ? "voxel_volume_mm3" : "pixel_area_mm2", cli_jreal(g.cell));
     json_object_set_new(root, "measured_as", json_string(g.ndim == 3 ? "3d" : "2d"));

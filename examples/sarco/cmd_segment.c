@@ -17,8 +17,9 @@ static const char *SEG_USAGE =
     "writes the labels on the input's grid and prints a JSON report (or writes it to --report).\n"
     "\n"
     "  --model M            libsarco model file (.safetensors with sarco.config)\n"
-    "  --input CT           NIfTI (.nii/.nii.gz) or PNG image\n"
-    "  --output LABELS      label map to write (.nii or .nii.gz)\n"
+    "  --input CT           NIfTI (.nii/.nii.gz), PNG, JPEG, a DICOM file or a folder with a DICOM series\n"
+    "  --series UID         the SeriesInstanceUID to read when the --input folder holds several\n"
+    "  --output LABELS      label map to write (.nii or .nii.gz; .png: 8-bit PNG of a 2-D input)\n"
     "  --report R.json      write the JSON report there instead of stdout\n"
     "  --backend B          auto (default), cpu or cuda\n"
     "  --precision P        fp32 (default, exact), bf16 (CPUs with AVX512-BF16/AMX), tf32 or fp16 (CUDA)\n"
@@ -28,6 +29,8 @@ static const char *SEG_USAGE =
     "  --sw-batch N         windows per network call (default: the model's, else 1)\n"
     "  --overlay O.png      also draw the image with its labels (sarco overlay's defaults)\n"
     "  --html R.html        also write the HTML report (sarco report) with the overlay embedded\n"
+    "  --no-mirroring       nnU-Net models: no test-time mirroring (nnUNetv2_predict -disable_tta)\n"
+    "  --fp32-accumulation  nnU-Net models: accumulate windows and folds in fp32 instead of nnU-Net's fp16\n"
     "\n"
     "Exit codes: 0 ok, 2 bad input or usage, 1 internal failure.\n";
 
@@ -100,7 +103,7 @@ static void entry(FILE *f, const sarco_volume_entry *e, int is_group, int has_he
     fputs("}", f);
 }
 
-static void write_report(FILE *f, const char *model_path, const sarco_model *model, const char *input,
+void cli_segment_report(FILE *f, const char *model_path, const sarco_model *model, const char *input,
                          const char *output, const sarco_image *ct, sarco_context *ctx, const sarco_segment_info *info,
                          const sarco_volume_report *vr, const double *t, sarco_precision precision) {
     static const char *const precision_names[] = {"fp32", "tf32", "fp16", "bf16"};
@@ -121,8 +124,14 @@ static void write_report(FILE *f, const char *model_path, const sarco_model *mod
         }
         fputs(r < 3 ? "], " : "]]", f);
     }
-    fprintf(f, ", \"nan_voxels\": %lld, \"units_assumed_mm\": %s},\n", (long long)ct->nan_count,
+    fprintf(f, ", \"nan_voxels\": %lld, \"units_assumed_mm\": %s", (long long)ct->nan_count,
             (ct->flags & SARCO_IMAGE_UNITS_ASSUMED_MM) ? "true" : "false");
+    json_t *dj = cli_dicom_json(ct); /* series UID, description, slices, spacing used; no patient data */
+    char *dtext = dj ? json_dumps(dj, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    if (dtext) fprintf(f, ", \"dicom\": %s", dtext);
+    free(dtext);
+    json_decref(dj);
+    fputs("},\n", f);
     fputs("  \"output\": ", f);
     jstr(f, output);
     fputs(",\n  \"model\": {\"path\": ", f);
@@ -136,8 +145,11 @@ static void write_report(FILE *f, const char *model_path, const sarco_model *mod
     jnum(f, info->overlap);
     fprintf(f, ", \"mode\": \"%s\", \"sigma_scale\": ", info->mode == SARCO_BLEND_GAUSSIAN ? "gaussian" : "constant");
     jnum(f, info->sigma_scale);
-    fprintf(f, ", \"sw_batch_size\": %d, \"windows\": %lld, \"backend_detail\": ", info->sw_batch_size,
-            (long long)info->windows);
+    fprintf(f, ", \"sw_batch_size\": %d, \"windows\": %lld", info->sw_batch_size, (long long)info->windows);
+    if (info->folds > 1 || info->mirror_variants > 1 || sarco_model_fold_count(model) > 1)
+        fprintf(f, ", \"folds\": %d, \"mirror_variants\": %d, \"accumulation\": \"%s\"", info->folds,
+                info->mirror_variants, info->fp32_accumulation ? "fp32" : "fp16");
+    fputs(", \"backend_detail\": ", f);
     jstr(f, sarco_context_backend_detail(ctx)); /* which backend ran and, when AUTO chose the CPU, why */
     fputs("},\n", f);
     fprintf(f, "  \"preprocess\": {\"crop_start\": [%lld, %lld, %lld], \"crop_end\": [%lld, %lld, %lld], "
@@ -191,6 +203,7 @@ static int parse_double(const char *s, double *out) {
 
 int cmd_segment(int argc, char **argv) {
     const char *model_path = NULL, *input = NULL, *output = NULL, *report = NULL, *overlay = NULL, *html = NULL;
+    const char *series = NULL;
     sarco_context_options co;
     sarco_context_options_init(&co);
     sarco_segment_options so;
@@ -202,6 +215,14 @@ int cmd_segment(int argc, char **argv) {
             fputs(SEG_USAGE, stdout);
             return CLI_OK;
         }
+        if (!strcmp(a, "--no-mirroring")) {
+            so.mirroring = SARCO_MIRROR_OFF;
+            continue;
+        }
+        if (!strcmp(a, "--fp32-accumulation")) {
+            so.fp32_accumulation = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "sarco segment: %s needs a value (or is unknown)\n\n%s", a, SEG_USAGE);
             return CLI_BAD_INPUT;
@@ -212,6 +233,8 @@ int cmd_segment(int argc, char **argv) {
             model_path = v;
         else if (!strcmp(a, "--input"))
             input = v;
+        else if (!strcmp(a, "--series"))
+            series = v;
         else if (!strcmp(a, "--output"))
             output = v;
         else if (!strcmp(a, "--report"))
@@ -284,7 +307,7 @@ int cmd_segment(int argc, char **argv) {
     uint16_t *labels = NULL;
     sarco_volume_report *vr = NULL;
     int rc = CLI_OK;
-    if ((s = sarco_image_read(ctx, input, &ct)) != SARCO_OK) goto fail;
+    if ((s = cli_image_read(ctx, input, series, &ct)) != SARCO_OK) goto fail;
     if ((s = sarco_model_load(ctx, model_path, &model)) != SARCO_OK) goto fail;
     double t_loaded = seconds();
     size_t n = (size_t)(ct->dims[0] * ct->dims[1] * (ct->ndim > 2 ? ct->dims[2] : 1));
@@ -331,7 +354,7 @@ int cmd_segment(int argc, char **argv) {
             goto done;
         }
     }
-    write_report(f, model_path, model, input, output, ct, ctx, &info, vr, t, co.precision);
+    cli_segment_report(f, model_path, model, input, output, ct, ctx, &info, vr, t, co.precision);
     if (report && fclose(f) != 0) {
         snprintf(msg, sizeof msg, "%s: write failed (%s)", report, strerror(errno));
         rc = cli_fail("segment", SARCO_ERR_IO, msg);
@@ -342,7 +365,7 @@ int cmd_segment(int argc, char **argv) {
         size_t jn = 0;
         FILE *mf = open_memstream(&js, &jn);
         if (mf) {
-            write_report(mf, model_path, model, input, output, ct, ctx, &info, vr, t, co.precision);
+            cli_segment_report(mf, model_path, model, input, output, ct, ctx, &info, vr, t, co.precision);
             fclose(mf);
         }
         sarco_report_picture pic = {NULL, rgb, rgb_w, rgb_h, "Segmentation: axial slices evenly spaced through the segmented extent "

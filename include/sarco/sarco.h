@@ -145,12 +145,35 @@ typedef struct sarco_image {
     uint32_t flags;        /* SARCO_IMAGE_* notes from reading */
     /* fields added later stay below, at the end */
     sarco_nifti_geometry nifti; /* the source header's geometry (docs/io.md) */
+    struct sarco_dicom_info *dicom; /* what was read from DICOM (owned; NULL for other sources) */
 } sarco_image;
+
+/* What a DICOM read used (docs/io.md "DICOM"). Never holds patient name, ID or birth date. */
+typedef struct sarco_dicom_info {
+    char series_uid[68];          /* SeriesInstanceUID */
+    char series_description[68];  /* SeriesDescription ("" when absent) */
+    char modality[20];
+    char transfer_syntax[68];     /* of the first file read */
+    char photometric[20];         /* PhotometricInterpretation as stored */
+    int64_t files;                /* files read (slices of a series; 1 for a single file) */
+    int64_t frames;               /* frames per file */
+    double slice_spacing;         /* mm between slice centres along the normal (series), else 0 */
+    double largest_gap;           /* mm, the largest distance between neighbouring slices (series) */
+    double gap_tolerance;         /* mm, the largest deviation from slice_spacing accepted */
+    int spacing_source;           /* SARCO_DICOM_SPACING_* */
+    double rescale_slope, rescale_intercept; /* of the first slice (1, 0 without Rescale) */
+} sarco_dicom_info;
+
+#define SARCO_DICOM_SPACING_NONE 0          /* no physical spacing (SARCO_IMAGE_NO_SPACING) */
+#define SARCO_DICOM_SPACING_PIXEL_SPACING 1 /* PixelSpacing (0028,0030) */
+#define SARCO_DICOM_SPACING_US_REGIONS 2    /* Sequence of Ultrasound Regions: Physical Delta X/Y in cm */
 
 #define SARCO_IMAGE_UNITS_ASSUMED_MM 0x1u   /* xyzt_units said nothing: spacing taken as mm */
 #define SARCO_IMAGE_SCALED 0x2u             /* scl_slope/inter were applied */
 #define SARCO_IMAGE_NO_SPACING 0x4u         /* the file carries no physical spacing (PNG without pHYs) */
 #define SARCO_IMAGE_QFORM_SFORM_DISAGREE 0x8u /* both set, > 1e-3 mm apart inside the grid: sform used */
+#define SARCO_IMAGE_DICOM_FRAMES 0x10u       /* DICOM multi-frame (cine): z is the frame index, not space */
+#define SARCO_IMAGE_DICOM_MONOCHROME1 0x20u  /* DICOM MONOCHROME1: values as stored, low = white */
 
 SARCO_API sarco_status sarco_image_create(sarco_context *ctx, int ndim, const int64_t *dims,
                                           const double *spacing, sarco_image **out);
@@ -363,6 +386,16 @@ SARCO_API sarco_status sarco_stats_binary(sarco_context *ctx, const double *scor
  * UNSUPPORTED, and a damaged or truncated file is BAD_FORMAT, never half-read. Labels cannot come
  * from a JPEG (lossy): UNSUPPORTED. */
 SARCO_API sarco_status sarco_image_read(sarco_context *ctx, const char *path, sarco_image **out);
+/* DICOM (docs/io.md "DICOM"; also through sarco_image_read): path is a DICOM file (told by the "DICM"
+ * magic) or a folder searched recursively. A folder is one CT/MR series, grouped by SeriesInstanceUID
+ * (series_uid NULL: the folder must hold exactly one, else INVALID_ARGUMENT listing each UID and
+ * description), sorted by position along the slice normal, checked for equal size, orientation and
+ * spacing (missing slices refused), values Rescale Slope/Intercept applied (CT: HU); the affine is
+ * DICOM's LPS geometry turned to RAS. A file is a 2D image (grey; colour as BT.601 luma), or frames
+ * along z for a multi-frame ultrasound file (SARCO_IMAGE_DICOM_FRAMES). img->dicom says what was
+ * read. series_uid may be given with a file too (it must match). */
+SARCO_API sarco_status sarco_image_read_series(sarco_context *ctx, const char *path, const char *series_uid,
+                                               sarco_image **out);
 
 /* Writes img as float32 NIfTI, .nii or .nii.gz by the path's ending. An image read from NIfTI (and
  * not re-gridded since) keeps its header's dims, pixdim, units, qform and sform exactly; any other
@@ -372,7 +405,9 @@ SARCO_API sarco_status sarco_image_write(sarco_context *ctx, const sarco_image *
 
 /* Writes a label map (NIFTI_INTENT_LABEL) on geometry's grid, exactly as sarco_image_write would
  * place it; geometry->data is not used. labels: one value per voxel, x fastest, each <= max_label
- * (0..65535); stored as uint8 when max_label <= 255, else uint16. Atomic as above. */
+ * (0..65535); stored as uint8 when max_label <= 255, else uint16. Atomic as above. A path ending in
+ * ".png" writes an 8-bit grey PNG of a 2-D geometry instead (as nnU-Net writes labels of PNG
+ * datasets; max_label <= 255; no spacing needed). */
 SARCO_API sarco_status sarco_labels_write(sarco_context *ctx, const sarco_image *geometry, const uint16_t *labels,
                                           int max_label, const char *path);
 
@@ -411,6 +446,7 @@ typedef struct sarco_picture {
     float *data;             /* owned by the picture */
     /* fields added later stay below, at the end */
     int format;              /* SARCO_PICTURE_FORMAT_* the picture was read from */
+    struct sarco_dicom_info *dicom; /* DICOM only (owned), else NULL */
 } sarco_picture;
 
 #define SARCO_PICTURE_FROM_PALETTE 0x100u   /* PNG palette indices expanded to RGB(A) */
@@ -418,8 +454,9 @@ typedef struct sarco_picture {
 #define SARCO_PICTURE_FORMAT_PNG 1
 #define SARCO_PICTURE_FORMAT_JPEG 2
 #define SARCO_PICTURE_FORMAT_NIFTI 3
+#define SARCO_PICTURE_FORMAT_DICOM 4   /* grey 1 or RGB 3 channels (YBR and palette as RGB), one frame */
 
-/* Reads a PNG, a JPEG or a 2D NIfTI file (told by content, checked as sarco_image_read checks it)
+/* Reads a PNG, a JPEG, a 2D NIfTI or a single-frame DICOM file (told by content, checked as sarco_image_read checks it)
  * with its channels as stored. Spacing: PNG pHYs in metres; JPEG JFIF density in dots per inch or
  * per cm, except the 72 and 96 dpi that writers put in by default; NIfTI pixdim. Otherwise 0 with
  * SARCO_IMAGE_NO_SPACING: the caller supplies it, it is never assumed. A 3D NIfTI (nz > 1) is
@@ -512,9 +549,20 @@ SARCO_API sarco_status sarco_sliding_window(sarco_context *ctx, sarco_model *mod
                                             const sarco_window_options *opts, float *logits,
                                             size_t logits_count);
 
+/* Test-time mirroring of nnU-Net models (sarco_segment_options.mirroring). */
+typedef enum {
+    SARCO_MIRROR_FROM_CONFIG = 0, /* the model's allowed mirroring axes (nnU-Net's default: on) */
+    SARCO_MIRROR_OFF = 1,         /* as nnUNetv2_predict -disable_tta */
+    SARCO_MIRROR_ON = 2           /* the allowed axes (none allowed: no mirroring either) */
+} sarco_mirroring;
+
 typedef struct sarco_segment_options {
     size_t struct_size;        /* sizeof(sarco_segment_options); set by sarco_segment_options_init */
     sarco_window_options window;
+    /* fields added later stay below, at the end */
+    sarco_mirroring mirroring; /* nnU-Net models only */
+    int fp32_accumulation;     /* nnU-Net models: 0 = nnU-Net's fp16 window accumulation and fold average
+                                  (exact mode, the default), 1 = fp32 (docs/nnunet.md) */
 } sarco_segment_options;
 
 SARCO_API void sarco_segment_options_init(sarco_segment_options *opts);
@@ -534,9 +582,18 @@ typedef struct sarco_segment_info {
     int num_classes;                    /* network output channels */
     size_t slab_bytes;                  /* host bytes of the blending slab (not the whole logits) */
     double seconds_preprocess, seconds_inference, seconds_postprocess;
+    /* fields added later stay below, at the end */
+    int folds;                          /* networks averaged (nnU-Net folds); 1 otherwise */
+    int mirror_variants;                /* network inputs per window: 1, or 1 + mirror combinations */
+    int fp32_accumulation;              /* nnU-Net models: the accumulation used */
 } sarco_segment_info;
 
-/* The whole path on a CT (or 2-D) image: the config's preprocessing (HU window and scaling, gamma,
+/* nnU-Net models (a sarco.config with an "nnunet" object, docs/nnunet.md) run nnU-Net's own
+ * pipeline instead: DefaultPreprocessor, nnUNetPredictor's sliding window with Gaussian weighting,
+ * mirroring and fold averaging, its export and the stored postprocessing; window options other than
+ * the ones below are ignored there, info->roi is the patch size and crop_start/end nnU-Net's box.
+ *
+ * The whole path on a CT (or 2-D) image: the config's preprocessing (HU window and scaling, gamma,
  * crop to foreground, resampling to the model's spacing), sliding-window inference, argmax, and the
  * labels back on ct's grid (nearest neighbour; 0 outside the foreground box). Memory stays bounded:
  * the logits are blended in slabs of roi rows and never held whole. labels: caller-owned, one
@@ -575,6 +632,10 @@ SARCO_API sarco_status sarco_segment_volumes(sarco_context *ctx, const sarco_mod
 SARCO_API void sarco_volume_report_free(sarco_volume_report *report);
 
 /* ---- pictures: PNG, overlays, the HTML report (docs/report.md) ------------------------------ */
+
+/* The SHA-256 of a file's bytes as 64 lowercase hex digits (hex holds 65 bytes): the reports and
+ * `sarco batch` name the exact model weights with it. */
+SARCO_API sarco_status sarco_file_sha256(sarco_context *ctx, const char *path, char hex[65]);
 
 /* Writes an 8-bit PNG: channels 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; pixels holds height rows of
  * width x channels bytes, top row first. spacing_mm (x, y in mm, each 0.001..1000) adds a pHYs chunk

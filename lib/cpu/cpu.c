@@ -14,6 +14,7 @@
 #include "kernels/norm_hd.h"
 #include "kernels/pool_hd.h"
 #include "kernels/softmax_hd.h"
+#include "kernels/swin_hd.h"
 #include "kernels/window_hd.h"
 
 #define BAD(be, ...) sarco_fail((be)->ctx, SARCO_ERR_INVALID_ARGUMENT, __VA_ARGS__)
@@ -596,6 +597,94 @@ static sarco_status cpu_label_stats(sarco_backend *be, int64_t n, const uint16_t
 
 /* ---- the table ------------------------------------------------------------------------- */
 
+/* ---- Swin Transformer ------------------------------------------------------------------ */
+
+/* whole C-runs per token: a pixel's channels, or zeros for padding */
+static sarco_status cpu_swin_partition(sarco_backend *be, const sarco_swin_desc *d, const float *x, float *y) {
+    sarco_status s = sarco_swin_desc_check(be->ctx, d, 0);
+    if (s != SARCO_OK) return s;
+    if (d->n && (!x || !y || x == y)) return BAD(be, "swin_partition: NULL or aliased buffers");
+    const int64_t toks = d->n * sarco_hd_swin_pad(d->h, d->win[0]) * sarco_hd_swin_pad(d->w, d->win[1]), c = d->c;
+#pragma omp parallel for num_threads(sarco_cpu_of(be)->threads) schedule(static) if (toks * c >= SARCO_CPU_PAR_MIN)
+    for (int64_t t = 0; t < toks; t++) {
+        const int64_t p = sarco_hd_swin_token_pixel(d, t);
+        if (p < 0)
+            memset(y + t * c, 0, (size_t)c * sizeof(float));
+        else
+            memcpy(y + t * c, x + p * c, (size_t)c * sizeof(float));
+    }
+    return SARCO_OK;
+}
+
+static sarco_status cpu_swin_reverse(sarco_backend *be, const sarco_swin_desc *d, const float *x, const float *res,
+                                     float *y) {
+    sarco_status s = sarco_swin_desc_check(be->ctx, d, 0);
+    if (s != SARCO_OK) return s;
+    if (d->n && (!x || !y || x == y || x == res)) return BAD(be, "swin_reverse: NULL or aliased buffers");
+    const int64_t pix = d->n * d->h * d->w, c = d->c;
+#pragma omp parallel for num_threads(sarco_cpu_of(be)->threads) schedule(static) if (pix * c >= SARCO_CPU_PAR_MIN)
+    for (int64_t p = 0; p < pix; p++) {
+        const float *src = x + sarco_hd_swin_pixel_token(d, p) * c;
+        float *dst = y + p * c;
+        if (res) {
+            const float *r = res + p * c;
+            SARCO_HD_SIMD
+            for (int64_t ch = 0; ch < c; ch++) dst[ch] = r[ch] + src[ch];
+        } else {
+            memcpy(dst, src, (size_t)c * sizeof(float));
+        }
+    }
+    return SARCO_OK;
+}
+
+/* one (window, head) block per iteration (kernels/swin_hd.h), its scratch on the thread's stack */
+static sarco_status cpu_swin_attention(sarco_backend *be, const sarco_swin_desc *d, int64_t heads, const float *table,
+                                       const float *qkv, float *out) {
+    sarco_status s = sarco_swin_desc_check(be->ctx, d, heads);
+    if (s != SARCO_OK) return s;
+    const int64_t L = d->win[0] * d->win[1];
+    if (heads < 1 || d->c % heads || L > SARCO_SWIN_MAX_L || d->c / heads > SARCO_SWIN_MAX_DH)
+        return BAD(be, "swin_attention: %lld heads for %lld channels, %lld tokens per window (at most %d tokens and %d "
+                   "channels per head)",
+                   (long long)heads, (long long)d->c, (long long)L, SARCO_SWIN_MAX_L, SARCO_SWIN_MAX_DH);
+    if (d->n && (!table || !qkv || !out || qkv == out)) return BAD(be, "swin_attention: NULL or aliased buffers");
+    const int64_t nw = sarco_hd_swin_pad(d->h, d->win[0]) / d->win[0] * (sarco_hd_swin_pad(d->w, d->win[1]) / d->win[1]);
+    const int64_t blocks = d->n * nw * heads;
+    const size_t bytes = (size_t)sarco_hd_swin_attention_scratch(L, d->c / heads) * sizeof(float);
+#pragma omp parallel num_threads(sarco_cpu_of(be)->threads) if (blocks > 1)
+    {
+        float *scratch = malloc(bytes); /* <= 129 KB; per thread, not per block */
+        if (scratch) {
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < blocks; b++) sarco_hd_swin_attention_block(d, heads, table, qkv, b, scratch, out);
+        } else {
+#pragma omp atomic write
+            s = SARCO_ERR_OUT_OF_MEMORY;
+        }
+        free(scratch);
+    }
+    if (s != SARCO_OK) return sarco_fail(be->ctx, s, "swin_attention: out of memory for %zu bytes of scratch", bytes);
+    return SARCO_OK;
+}
+
+static sarco_status cpu_patch_merge(sarco_backend *be, int64_t n, int64_t h, int64_t w, int64_t c, const float *x,
+                                    float *y) {
+    if (n < 0 || h < 1 || w < 1 || c < 1)
+        return BAD(be, "patch_merge: N %lld, H %lld, W %lld, C %lld", (long long)n, (long long)h, (long long)w,
+                   (long long)c);
+    if (n && (!x || !y || x == y)) return BAD(be, "patch_merge: NULL or aliased buffers");
+    const int64_t runs = n * ((h + 1) / 2) * ((w + 1) / 2) * 4;
+#pragma omp parallel for num_threads(sarco_cpu_of(be)->threads) schedule(static) if (runs * c >= SARCO_CPU_PAR_MIN)
+    for (int64_t q = 0; q < runs; q++) {
+        const int64_t src = sarco_hd_patch_merge_src(h, w, c, q * c);
+        if (src < 0)
+            memset(y + q * c, 0, (size_t)c * sizeof(float));
+        else
+            memcpy(y + q * c, x + src, (size_t)c * sizeof(float));
+    }
+    return SARCO_OK;
+}
+
 static void cpu_destroy(sarco_backend *be) {
     if (!be) return;
     sarco_cpu *st = sarco_cpu_of(be);
@@ -643,6 +732,10 @@ static const sarco_backend_ops cpu_ops = {
     .argmax_labels = cpu_argmax_labels,
     .edt_axis = cpu_edt_axis,
     .label_stats = cpu_label_stats,
+    .swin_partition = cpu_swin_partition,
+    .swin_reverse = cpu_swin_reverse,
+    .swin_attention = cpu_swin_attention,
+    .patch_merge = cpu_patch_merge,
     .destroy = cpu_destroy,
 };
 

@@ -324,6 +324,10 @@ static const sarco_backend_ops cuda_ops = {
     .argmax_labels = sarco_cu_argmax_labels,
     .edt_axis = sarco_cu_edt_axis,
     .label_stats = sarco_cu_label_stats,
+    .swin_partition = sarco_cu_swin_partition,
+    .swin_reverse = sarco_cu_swin_reverse,
+    .swin_attention = sarco_cu_swin_attention,
+    .patch_merge = sarco_cu_patch_merge,
     .destroy = cu_destroy,
 };
 

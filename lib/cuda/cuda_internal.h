@@ -164,5 +164,14 @@ SARCO_INTERNAL sarco_status sarco_cu_edt_axis(sarco_backend *be, const sarco_edt
                                               const uint8_t *query, float *f);
 SARCO_INTERNAL sarco_status sarco_cu_label_stats(sarco_backend *be, int64_t n, const uint16_t *labels,
                                                  const float *image, int64_t nlabels, sarco_hu_acc *acc);
+/* kernels/swin.cu */
+SARCO_INTERNAL sarco_status sarco_cu_swin_partition(sarco_backend *be, const sarco_swin_desc *d, const float *x,
+                                                    float *y);
+SARCO_INTERNAL sarco_status sarco_cu_swin_reverse(sarco_backend *be, const sarco_swin_desc *d, const float *x,
+                                                  const float *residual, float *y);
+SARCO_INTERNAL sarco_status sarco_cu_swin_attention(sarco_backend *be, const sarco_swin_desc *d, int64_t heads,
+                                                    const float *table, const float *qkv, float *out);
+SARCO_INTERNAL sarco_status sarco_cu_patch_merge(sarco_backend *be, int64_t n, int64_t h, int64_t w, int64_t c,
+                                                 const float *x, float *y);
 
 #endif

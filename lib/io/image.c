@@ -75,6 +75,7 @@ sarco_status sarco_image_create(sarco_context *ctx, int ndim, const int64_t *dim
 
 void sarco_image_free(sarco_image *img) {
     if (!img) return;
+    free(img->dicom);
     free(img->data);
     free(img);
 }
@@ -111,6 +112,7 @@ sarco_status sarco_picture_alloc(sarco_context *ctx, int64_t width, int64_t heig
 
 void sarco_picture_free(sarco_picture *pic) {
     if (!pic) return;
+    free(pic->dicom);
     free(pic->data);
     free(pic);
 }
@@ -162,6 +164,10 @@ static int ends_with_ci(const char *s, const char *tail) {
 
 static sarco_status read_any(sarco_context *ctx, const char *path, sarco_read_mode mode, sarco_image **img,
                              uint16_t **labels, sarco_picture **pic) {
+    /* a folder (a DICOM series) or a DICOM Part 10 file ("DICM" at byte 128) */
+    struct stat ds;
+    if (stat(path, &ds) == 0 && (S_ISDIR(ds.st_mode) || (S_ISREG(ds.st_mode) && sarco_dicom_magic(path))))
+        return sarco_dicom_read(ctx, path, NULL, mode, img, pic);
     FILE *fp = fopen(path, "rb");
     if (!fp) return sarco_fail(ctx, SARCO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
@@ -197,6 +203,13 @@ sarco_status sarco_image_read(sarco_context *ctx, const char *path, sarco_image 
     *out = NULL;
     sarco_clear_error(ctx);
     return read_any(ctx, path, SARCO_READ_IMAGE, out, NULL, NULL);
+}
+
+sarco_status sarco_image_read_series(sarco_context *ctx, const char *path, const char *series_uid, sarco_image **out) {
+    if (!out || !path) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sarco_image_read_series: NULL argument");
+    *out = NULL;
+    sarco_clear_error(ctx);
+    return sarco_dicom_read(ctx, path, series_uid, SARCO_READ_IMAGE, out, NULL);
 }
 
 sarco_status sarco_labels_read(sarco_context *ctx, const char *path, uint16_t **labels, sarco_image **geometry) {
@@ -246,6 +259,14 @@ sarco_status sarco_labels_write(sarco_context *ctx, const sarco_image *geometry,
         if (labels[i] > max_label)
             return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: label %u at voxel %lld is above max_label %d", path,
                               labels[i], (long long)i, max_label);
+    if (ends_with_ci(path, ".png")) { /* as nnU-Net writes labels of PNG datasets: 8-bit grey, the input's size */
+        if (geometry->ndim != 2 && geometry->dims[2] != 1)
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: a PNG holds one 2-D slice; the labels are 3-D", path);
+        if (max_label > 255)
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "%s: labels up to %d do not fit an 8-bit PNG", path,
+                              max_label);
+        return sarco_png_write_grey8(ctx, path, (uint32_t)geometry->dims[0], (uint32_t)geometry->dims[1], labels);
+    }
     return sarco_nifti_write(ctx, geometry, labels, max_label <= 255 ? DT_UINT8 : DT_UINT16, NIFTI_INTENT_LABEL, path,
                              NULL);
 }

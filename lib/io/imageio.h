@@ -44,6 +44,13 @@ SARCO_INTERNAL sarco_status sarco_jpeg_read(sarco_context *ctx, const char *path
                                             sarco_read_mode mode, sarco_image **img, uint16_t **labels,
                                             sarco_picture **pic);
 
+/* DICOM (lib/io/dicom.c): path is a file with the DICM magic or a folder (IMAGE mode only); series_uid
+ * may be NULL. IMAGE mode fills *img, PICTURE mode *pic; LABELS is UNSUPPORTED. */
+SARCO_INTERNAL sarco_status sarco_dicom_read(sarco_context *ctx, const char *path, const char *series_uid,
+                                             sarco_read_mode mode, sarco_image **img, sarco_picture **pic);
+/* 1 when the file has "DICM" at byte 128 (the DICOM Part 10 preamble). */
+SARCO_INTERNAL int sarco_dicom_magic(const char *path);
+
 /* Fault injection for the tests: make a write fail part-way so they can check nothing is left. */
 typedef struct sarco_write_fault {
     int64_t fail_after_bytes; /* < 0: never; else write() fails once this many bytes went out */
@@ -76,7 +83,7 @@ SARCO_INTERNAL sarco_status sarco_png_write_ex(sarco_context *ctx, const char *p
                                                const sarco_write_fault *fault);
 
 /* An 8-bit grey PNG of width x height values (row-major, x fastest, each <= 255), written atomically
- * through sarco_png_write_ex (the nnU-Net branch's label output calls this; same signature). */
+ * through sarco_png_write_ex (nnU-Net's PNG label output: sarco_labels_write on a .png path). */
 SARCO_INTERNAL sarco_status sarco_png_write_grey8(sarco_context *ctx, const char *path, uint32_t width, uint32_t height,
                                                   const uint16_t *values);
 

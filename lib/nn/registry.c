@@ -12,6 +12,8 @@ extern const sarco_arch sarco_arch_vgg19;           /* vgg.c */
 extern const sarco_arch sarco_arch_vgg19_bn;        /* vgg.c */
 extern const sarco_arch sarco_arch_densenet121;     /* densenet.c */
 extern const sarco_arch sarco_arch_efficientnet_b0; /* efficientnet.c */
+extern const sarco_arch sarco_arch_convnext_tiny;    /* convnext.c */
+extern const sarco_arch sarco_arch_swin_t;           /* swin.c */
 
 static const sarco_arch *const archs[] = {
     &sarco_arch_unetr,
@@ -22,6 +24,8 @@ static const sarco_arch *const archs[] = {
     &sarco_arch_vgg19_bn,
     &sarco_arch_densenet121,
     &sarco_arch_efficientnet_b0,
+    &sarco_arch_convnext_tiny,
+    &sarco_arch_swin_t,
     NULL, /* end */
 };
 

@@ -176,6 +176,68 @@ void tv_conv1x1_linear(tv_walker *wk, sarco_linear **dst, int64_t in, int64_t ou
     put(b, bown);
 }
 
+void tv_linear(tv_walker *wk, sarco_linear **dst, int64_t in, int64_t out, int bias, sarco_act act,
+               const char *row_scale, const char *name) {
+    char wn[TV_NAME_LEN], bname[TV_NAME_LEN];
+    tv_name(wn, "%s.weight", name);
+    tv_name(bname, "%s.bias", name);
+    if (wk->pass == TV_LIST) {
+        sarco_wlist_add(wk->list, SARCO_SHAPE(out, in), "%s", wn);
+        if (bias) sarco_wlist_add(wk->list, SARCO_SHAPE(out), "%s", bname);
+        if (row_scale) sarco_wlist_add(wk->list, SARCO_SHAPE(out, 1, 1), "%s", row_scale);
+        return;
+    }
+    sarco_backend *be = wk->ctx->be;
+    if (wk->pass == TV_FREE) {
+        if (*dst) be->ops->linear_free(be, *dst);
+        *dst = NULL;
+        return;
+    }
+    if (wk->s != SARCO_OK) return;
+    int wown = 0, bown = 0, sown = 0;
+    float *w = host(wk, wn, row_scale != NULL, &wown); /* folding scales w and b in place: copies */
+    float *b = bias ? host(wk, bname, row_scale != NULL, &bown) : NULL;
+    float *sc = row_scale ? host(wk, row_scale, 0, &sown) : NULL;
+    if (wk->s == SARCO_OK) {
+        if (sc)
+            for (int64_t o = 0; o < out; o++) {
+                for (int64_t i = 0; i < in; i++) w[o * in + i] *= sc[o];
+                if (b) b[o] *= sc[o];
+            }
+        const sarco_linear_desc d = {.in_features = in, .out_features = out, .has_bias = bias, .act = act};
+        wk->s = be->ops->linear_prepare(be, &d, w, b, dst);
+    }
+    put(w, wown);
+    put(b, bown);
+    put(sc, sown);
+}
+
+void tv_param(tv_walker *wk, float **dst, const int64_t *shape, int ndim, const char *name) {
+    if (wk->pass == TV_LIST) {
+        sarco_wlist_add(wk->list, shape, ndim, "%s", name);
+        return;
+    }
+    if (wk->pass == TV_FREE) {
+        if (*dst) wk->ctx->be->ops->free(wk->ctx->be, *dst);
+        *dst = NULL;
+        return;
+    }
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    int own = 0;
+    float *h = host(wk, name, 0, &own);
+    if (h) upload(wk, dst, h, n);
+    put(h, own);
+}
+
+void tv_layernorm(tv_walker *wk, float **gamma, float **beta, int64_t c, const char *name) {
+    char nm[TV_NAME_LEN];
+    tv_name(nm, "%s.weight", name);
+    tv_param(wk, gamma, SARCO_SHAPE(c), nm);
+    tv_name(nm, "%s.bias", name);
+    tv_param(wk, beta, SARCO_SHAPE(c), nm);
+}
+
 /* ---- keywords ---- */
 
 sarco_status tv_kw_known(sarco_context *ctx, const char *arch, const json_t *kw, const char *const *known) {

@@ -1,4 +1,4 @@
-/* What the torchvision classifier files (vgg.c, resnet.c, densenet.c, efficientnet.c) share: one walk
+/* What the torchvision classifier files (vgg.c, resnet.c, densenet.c, efficientnet.c, convnext.c, swin.c) share: one walk
  * over a network's module tree run three times (list every tensor for the check, load, free), conv +
  * eval-mode BatchNorm folding, BatchNorm kept as a channel affine, keyword parsing, a workspace of
  * ping-pong buffers, and the sarco_arch glue around a sarco_classifier split. */
@@ -38,6 +38,15 @@ SARCO_INTERNAL void tv_bn_affine(tv_walker *wk, float **scale, float **shift, in
 SARCO_INTERNAL void tv_conv1x1_linear(tv_walker *wk, sarco_linear **dst, int64_t in, int64_t out, sarco_act act,
                                       const char *name);
 SARCO_INTERNAL void SARCO_PRINTF(2, 3) tv_name(char *dst, const char *fmt, ...);
+/* nn.Linear "<name>.weight" (out, in) [+ "<name>.bias"], act fused. row_scale (a tensor name, NULL = none)
+ * of shape (out, 1, 1) multiplies the output rows and is folded into weight and bias at load (ConvNeXt's
+ * layer_scale: s (W x + b) = (s W) x + s b). */
+SARCO_INTERNAL void tv_linear(tv_walker *wk, sarco_linear **dst, int64_t in, int64_t out, int bias, sarco_act act,
+                              const char *row_scale, const char *name);
+/* a parameter kept as a backend buffer of its own shape (LayerNorm affines, Swin's bias tables) */
+SARCO_INTERNAL void tv_param(tv_walker *wk, float **dst, const int64_t *shape, int ndim, const char *name);
+/* LayerNorm "<name>.weight" and "<name>.bias" over c channels, as backend buffers */
+SARCO_INTERNAL void tv_layernorm(tv_walker *wk, float **gamma, float **beta, int64_t c, const char *name);
 
 /* ---- keywords ---- */
 /* fails naming a key of kw not in known (NULL-terminated) */

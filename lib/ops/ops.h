@@ -116,6 +116,29 @@ typedef struct sarco_window_desc {
     int64_t roi[3], slab[3], st[3];
 } sarco_window_desc;
 
+/* Swin Transformer windows (torchvision swin_transformer.py, v1 shifted_window_attention) on a map
+ * (N, H, W, C) channels-last. The map is padded with zeros on the right/bottom to multiples of the
+ * window (PH, PW), rolled by (-shift[0], -shift[1]) (torch.roll) and cut into nW = (PH/win0)(PW/win1)
+ * windows in row-major order, each window's L = win0 win1 tokens row-major:
+ *   swin_partition: x (N, H, W, C) -> windows (N nW, L, C)
+ *   swin_reverse:   windows (N nW, L, C) -> y (N, H, W, C) = residual + (windows placed back, rolled by
+ *                   +shift, cropped); residual may be NULL and y may alias residual
+ *   swin_attention: qkv (N nW, L, 3C), each token laid out (3, heads, C / heads) as the qkv Linear writes it
+ *                   -> out (N nW, L, C) = per window and head softmax(Q K^T (C/heads)^-0.5 + bias + mask) V,
+ *                   heads concatenated. bias[h](i, j) = table[rel(i, j) heads + h] with torchvision's
+ *                   relative_position_index rel(i, j) = (ri - rj + win0 - 1)(2 win1 - 1) + ci - cj + win1 - 1
+ *                   (table: ((2 win0 - 1)(2 win1 - 1), heads)); the mask adds -100 between tokens of
+ *                   different shift regions when some shift is non-zero. L <= 256.
+ * shift[] is the one torchvision applies: the caller sets it to 0 on an axis where win >= padded size.
+ * Patch merging: x (N, H, W, C) -> y (N, ceil(H/2), ceil(W/2), 4C) = cat(x[0::2, 0::2], x[1::2, 0::2],
+ * x[0::2, 1::2], x[1::2, 1::2]) after zero-padding H and W to even sizes (torchvision's _patch_merging_pad). */
+typedef struct sarco_swin_desc {
+    int64_t n, h, w, c;
+    int64_t win[2];
+    int64_t shift[2];
+} sarco_swin_desc;
+SARCO_INTERNAL sarco_status sarco_swin_desc_check(sarco_context *ctx, const sarco_swin_desc *d, int64_t heads);
+
 /* Measurements (lib/measure/). edt_axis: one separable pass of the exact squared distance transform
  * (kernels/edt_hd.h) along `axis` of a C-order float volume f (D0, D1, D2), lines of dims[axis] voxels
  * `spacing` mm apart. With sites (uint8, same shape): the first pass, f = squared distance (mm^2) to the
@@ -227,6 +250,15 @@ typedef struct sarco_backend_ops {
     sarco_status (*label_stats)(sarco_backend *be, int64_t n, const uint16_t *labels, const float *image,
                                 int64_t nlabels, sarco_hu_acc *acc);
 
+    /* Swin Transformer (sarco_swin_desc above) */
+    sarco_status (*swin_partition)(sarco_backend *be, const sarco_swin_desc *d, const float *x, float *windows);
+    sarco_status (*swin_reverse)(sarco_backend *be, const sarco_swin_desc *d, const float *windows,
+                                 const float *residual, float *y);
+    sarco_status (*swin_attention)(sarco_backend *be, const sarco_swin_desc *d, int64_t heads, const float *table,
+                                   const float *qkv, float *out);
+    sarco_status (*patch_merge)(sarco_backend *be, int64_t n, int64_t h, int64_t w, int64_t c, const float *x,
+                                float *y);
+
     void (*destroy)(sarco_backend *be);
 } sarco_backend_ops;
 
@@ -254,7 +286,8 @@ SARCO_INTERNAL sarco_status sarco_backend_open_cuda(sarco_context *ctx, sarco_ba
 /* The entry point libsarco_cuda.so exports, with its ABI record (and, for libsarco builds older
  * than the record, the bare ABI number sarco_cuda_abi, so they refuse a newer plugin cleanly). */
 #define SARCO_CUDA_ABI_VERSION 5 /* 2: window_accumulate, argmax_labels; 3: edt_axis, label_stats; 4: abi record;
-                                  * 5: adaptive_avg_pool2d */
+                                  * 5: adaptive_avg_pool2d, swin_partition, swin_reverse, swin_attention,
+                                  *    patch_merge */
 typedef sarco_status (*sarco_cuda_create_fn)(sarco_context *ctx, sarco_backend **out, char *msg,
                                              size_t msg_size);
 

@@ -145,3 +145,26 @@ sarco_status sarco_label_stats_check(sarco_context *ctx, int64_t n, int64_t nlab
                           "1..65536 labels)", (long long)n, (long long)nlabels);
     return SARCO_OK;
 }
+
+sarco_status sarco_swin_desc_check(sarco_context *ctx, const sarco_swin_desc *d, int64_t heads) {
+    if (!d) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "swin: desc is NULL");
+    if (d->n < 0 || d->h < 1 || d->w < 1 || d->c < 1 || d->h > (1 << 20) || d->w > (1 << 20) ||
+        d->c > SARCO_MAX_CHANNELS)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "swin: map (N %lld, H %lld, W %lld, C %lld)",
+                          (long long)d->n, (long long)d->h, (long long)d->w, (long long)d->c);
+    for (int a = 0; a < 2; a++) {
+        const int64_t size = a ? d->w : d->h, win = d->win[a];
+        if (win < 1 || win > SARCO_MAX_KERNEL)
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "swin: window[%d] = %lld must be in 1..%d", a,
+                              (long long)win, SARCO_MAX_KERNEL);
+        const int64_t padded = (size + win - 1) / win * win;
+        if (d->shift[a] < 0 || d->shift[a] >= win || (d->shift[a] > 0 && win >= padded))
+            return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
+                              "swin: shift[%d] = %lld must be in [0, window %lld), and 0 when the window covers the "
+                              "padded size %lld",
+                              a, (long long)d->shift[a], (long long)win, (long long)padded);
+    }
+    if (heads < 0 || heads > SARCO_MAX_CHANNELS)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "swin: heads = %lld", (long long)heads);
+    return SARCO_OK;
+}

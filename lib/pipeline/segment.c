@@ -11,6 +11,7 @@
 
 #include "pipeline.h"
 #include "../nn/arch.h"
+#include "nnunet_pipeline.h"
 
 void sarco_window_options_init(sarco_window_options *o) {
     if (!o) return;
@@ -481,6 +482,21 @@ sarco_status sarco_segment(sarco_context *ctx, sarco_model *model, const sarco_i
             return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT,
                               "sarco_segment: options.struct_size is not set (call sarco_segment_options_init)");
         memcpy(&o, opts, opts->struct_size);
+    }
+    if (!model) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sarco_segment: NULL model");
+    if (o.mirroring < SARCO_MIRROR_FROM_CONFIG || o.mirroring > SARCO_MIRROR_ON)
+        return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sarco_segment: unknown mirroring %d", (int)o.mirroring);
+    { /* nnU-Net models run nnU-Net's own pipeline (docs/nnunet.md) */
+        sarco_nnunet_config *nc = sarco_ctx_malloc(ctx, sizeof *nc, "sarco_segment: nnU-Net settings");
+        if (!nc) return SARCO_ERR_OUT_OF_MEMORY;
+        int present = 0;
+        sarco_status ns = sarco_nnunet_config_parse(ctx, sarco_model_config_json(model), nc, &present);
+        if (present) {
+            if (ns == SARCO_OK) ns = sarco_nnunet_segment_model(ctx, model, nc, ct, &o, labels, info);
+            sarco_ctx_free(ctx, nc, sizeof *nc);
+            return ns;
+        }
+        sarco_ctx_free(ctx, nc, sizeof *nc);
     }
     sarco_pipeline_config cfg;
     sarco_sw_params p;

@@ -123,3 +123,8 @@ sarco_status sarco_sha256_file(sarco_context *ctx, const char *path, char hex[65
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
     return SARCO_OK;
 }
+
+sarco_status sarco_file_sha256(sarco_context *ctx, const char *path, char hex[65]) {
+    if (!path || !hex) return sarco_fail(ctx, SARCO_ERR_INVALID_ARGUMENT, "sarco_file_sha256: NULL path or hex");
+    return sarco_sha256_file(ctx, path, hex);
+}

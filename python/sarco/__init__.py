@@ -19,7 +19,7 @@ __all__ = ["Model", "Context", "SarcoError", "version", "version_number"]
 # cheap and works without the shared library (sarco.convert needs numpy only). name -> module.
 _LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics", "measure_ultrasound": "metrics",
          "load_image": "pipeline", "save_labels": "pipeline", "Image": "pipeline",
-         "load_picture": "picture", "Picture": "picture",
+         "load_picture": "picture", "Picture": "picture", "batch": "batch",
          "overlay": "report", "overlay_color": "report", "write_png": "report",
          "report_html": "report", "write_report": "report",
          "diagnose": "clinical", "rules_list": "clinical", "rules_get": "clinical", "l3": "clinical"}
@@ -28,7 +28,10 @@ _LAZY = {"evaluate": "metrics", "measure": "metrics", "edt": "metrics", "measure
 def __getattr__(name):
     import importlib
     if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        if name == _LAZY[name]:
+            globals()[name] = value  # sarco.batch: the function, not its module (which import set)
+        return value
     if name == "stats":
         return importlib.import_module(".stats", __name__)
     raise AttributeError(f"module 'sarco' has no attribute {name!r}")
@@ -82,6 +85,11 @@ class Model(_Closing):
     def backend(self):
         """"cpu" or "cuda"."""
         return self._alive().backend
+
+    @property
+    def backend_detail(self):
+        """Which backend the model runs on and why (Context.backend_detail)."""
+        return self._alive().backend_detail
 
     def _alive(self):
         if self._h is None:

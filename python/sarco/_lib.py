@@ -60,12 +60,16 @@ _cdll = None
 
 
 def library_path():
-    """Where the shared library is looked for: $SARCO_LIBRARY, else lib/libsarco.so of the source
-    tree this package sits in (python/sarco -> ../../lib), else the system's search path."""
+    """Where the shared library is looked for: $SARCO_LIBRARY, else the one bundled in an installed
+    package (sarco/_bin/libsarco.so), else lib/libsarco.so of the source tree this package sits in
+    (python/sarco -> ../../lib), else the system's search path."""
     env = os.environ.get("SARCO_LIBRARY")
     if env:
         return env
     here = os.path.dirname(os.path.abspath(__file__))
+    bundled = os.path.join(here, "_bin", "libsarco.so")
+    if os.path.exists(bundled):
+        return bundled
     in_tree = os.path.normpath(os.path.join(here, "..", "..", "lib", "libsarco.so"))
     if os.path.exists(in_tree):
         return in_tree
@@ -91,6 +95,7 @@ def _declare_core(so):
         "sarco_context_free": (None, [P]),
         "sarco_last_error": (c.c_char_p, [P]),
         "sarco_context_backend": (c.c_int, [P]),
+        "sarco_context_backend_detail": (c.c_char_p, [P]),
         "sarco_model_load": (c.c_int, [P, c.c_char_p, c.POINTER(P)]),
         "sarco_model_free": (None, [P]),
         "sarco_model_config_json": (c.c_char_p, [P]),
@@ -216,6 +221,13 @@ class Context(_Closing):
         """"cpu" or "cuda": what the context really runs on (never "auto")."""
         self._alive()
         return _BACKEND_NAMES.get(lib().sarco_context_backend(self.handle), "cpu")
+
+    @property
+    def backend_detail(self):
+        """Which backend this context runs on and why, one line (sarco_context_backend_detail): for
+        CUDA the plug-in, runtime, driver and device; for a CPU that AUTO chose, why not CUDA."""
+        self._alive()
+        return _text(lib().sarco_context_backend_detail(self.handle))
 
     @property
     def note(self):

@@ -105,6 +105,16 @@ def _grid(shape, spacing, fn):
     return dims, (_c.c_double * len(shape))(*[float(s) for s in sp])
 
 
+def _spacing_of(spacing, *images):
+    """spacing as given, else the spacing of the first sarco.Image among images (None when none is)."""
+    if spacing is not None:
+        return spacing
+    for im in images:
+        if hasattr(im, "spacing") and hasattr(im, "affine") and hasattr(im, "__array__"):
+            return im.spacing
+    return None
+
+
 def _labels_u16(a, what, fn):
     a = np.asarray(a)
     if a.dtype == np.uint16:
@@ -131,7 +141,7 @@ def _ptr(a, ctype):
     return a.ctypes.data_as(_c.POINTER(ctype))
 
 
-def evaluate(pred, ref, spacing, labels=None, context=None):
+def evaluate(pred, ref, spacing=None, labels=None, context=None):
     """Per-label agreement of a predicted label image with a reference one.
 
     Returns {label: entry}; every entry carries "label", "dice", "jaccard", "hd_mm", "hd95_mm",
@@ -139,8 +149,10 @@ def evaluate(pred, ref, spacing, labels=None, context=None):
     "ref_empty", "ravd_undefined"), the voxel counts "voxels_pred", "voxels_ref", "voxels_both" and the
     surface voxel counts "surface_pred", "surface_ref". For 2D images the sizes are areas:
     "area_pred_cm2" and "area_ref_cm2" hold them and the two volume keys are None.
-    labels=None evaluates every nonzero label found in either image."""
+    labels=None evaluates every nonzero label found in either image. pred and ref are arrays or
+    sarco.Image objects (their voxels; spacing defaults to the image's)."""
     fn = "evaluate"
+    spacing = _spacing_of(spacing, pred, ref)
     p, g = _labels_u16(pred, "pred", fn), _labels_u16(ref, "ref", fn)
     if p.shape != g.shape:
         raise ValueError(f"{fn}: pred has shape {p.shape} and ref {g.shape}; they must match")
@@ -183,8 +195,10 @@ def measure(labels, image=None, spacing=None, which=None, context=None):
     "area_cm2" (2D). With an image (e.g. CT in HU, same shape) also "hu_mean", "hu_sd" (population),
     "hu_min", "hu_max", "hu_fraction_muscle" (share inside -29..150 HU), "hu_fraction_imat"
     (-190..-30 HU) and "finite_voxels" (NaN voxels are left out of the statistics; the intensity
-    fields are None when a label has no finite voxel). spacing (mm per array axis) is required."""
+    fields are None when a label has no finite voxel). spacing (mm per array axis) is required,
+    except for a sarco.Image (labels or image), whose spacing is the default."""
     fn = "measure"
+    spacing = _spacing_of(spacing, labels, image)
     lab = _labels_u16(labels, "labels", fn)
     dims, sp = _grid(lab.shape, spacing, fn)
     img = None

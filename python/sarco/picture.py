@@ -14,18 +14,19 @@ import ctypes as _c
 import numpy as np
 
 from ._lib import Context, check, lib
+from .pipeline import _DicomInfo, _dicom_dict
 
 __all__ = ["Picture", "load_picture", "FORMATS"]
 
 _NO_SPACING = 0x4
 FLAG_NAMES = {0x4: "no_spacing", 0x100: "from_palette", 0x200: "stretched"}
-FORMATS = {1: "png", 2: "jpeg", 3: "nifti"}
+FORMATS = {1: "png", 2: "jpeg", 3: "nifti", 4: "dicom"}
 
 
 class _Picture(_c.Structure):  # sarco_picture
     _fields_ = [("width", _c.c_int64), ("height", _c.c_int64), ("channels", _c.c_int), ("bit_depth", _c.c_int),
                 ("spacing", _c.c_double * 2), ("flags", _c.c_uint32), ("data", _c.POINTER(_c.c_float)),
-                ("format", _c.c_int)]
+                ("format", _c.c_int), ("dicom", _c.c_void_p)]
 
 
 _declared = False
@@ -73,7 +74,7 @@ class Picture:
 
 
 def load_picture(path, context=None):
-    """Reads a PNG, JPEG or 2D NIfTI file -> Picture (raises SarcoError with the reader's message)."""
+    """Reads a PNG, JPEG, 2D NIfTI or single-frame DICOM file -> Picture (raises SarcoError with the reader's message)."""
     so = _so()
     own = context is None
     ctx = Context(backend="cpu") if own else context
@@ -87,7 +88,9 @@ def load_picture(path, context=None):
             data = np.ctypeslib.as_array(pic.data, shape=(int(np.prod(shape)),)).copy().reshape(shape)
             spacing = None if pic.flags & _NO_SPACING else (pic.spacing[0], pic.spacing[1])
             flags = [n for bit, n in sorted(FLAG_NAMES.items()) if pic.flags & bit]
-            return Picture(data, spacing, pic.bit_depth, FORMATS.get(pic.format, "unknown"), flags)
+            out = Picture(data, spacing, pic.bit_depth, FORMATS.get(pic.format, "unknown"), flags)
+            out.dicom = _dicom_dict(_c.cast(pic.dicom, _c.POINTER(_DicomInfo))) if pic.dicom else None
+            return out
         finally:
             so.sarco_picture_free(p)
     finally:

@@ -33,11 +33,37 @@ class _NiftiGeometry(_c.Structure):
     ]
 
 
+class _DicomInfo(_c.Structure):  # sarco_dicom_info
+    _fields_ = [
+        ("series_uid", _c.c_char * 68), ("series_description", _c.c_char * 68), ("modality", _c.c_char * 20),
+        ("transfer_syntax", _c.c_char * 68), ("photometric", _c.c_char * 20), ("files", _c.c_int64),
+        ("frames", _c.c_int64), ("slice_spacing", _c.c_double), ("largest_gap", _c.c_double),
+        ("gap_tolerance", _c.c_double), ("spacing_source", _c.c_int), ("rescale_slope", _c.c_double),
+        ("rescale_intercept", _c.c_double),
+    ]
+
+
+_SPACING_SOURCES = {0: None, 1: "PixelSpacing", 2: "ultrasound regions"}
+
+
+def _dicom_dict(ptr):
+    """sarco_dicom_info as a dict (None when the image did not come from DICOM)."""
+    if not ptr:
+        return None
+    d = ptr.contents
+    out = {f: getattr(d, f) for f, _ in _DicomInfo._fields_}
+    for k, v in out.items():
+        if isinstance(v, bytes):
+            out[k] = v.decode("utf-8", "replace")
+    out["spacing_source"] = _SPACING_SOURCES.get(d.spacing_source)
+    return out
+
+
 class _Image(_c.Structure):  # sarco_image
     _fields_ = [
         ("ndim", _c.c_int), ("dims", _c.c_int64 * 3), ("spacing", _c.c_double * 3),
         ("affine", (_c.c_double * 4) * 4), ("data", _c.POINTER(_c.c_float)), ("nan_count", _c.c_int64),
-        ("flags", _c.c_uint32), ("nifti", _NiftiGeometry),
+        ("flags", _c.c_uint32), ("nifti", _NiftiGeometry), ("dicom", _c.POINTER(_DicomInfo)),
     ]
 
 
@@ -49,7 +75,8 @@ class _WindowOptions(_c.Structure):  # sarco_window_options
 
 
 class _SegmentOptions(_c.Structure):  # sarco_segment_options
-    _fields_ = [("struct_size", _c.c_size_t), ("window", _WindowOptions)]
+    _fields_ = [("struct_size", _c.c_size_t), ("window", _WindowOptions), ("mirroring", _c.c_int),
+                ("fp32_accumulation", _c.c_int)]
 
 
 class _SegmentInfo(_c.Structure):  # sarco_segment_info
@@ -59,7 +86,8 @@ class _SegmentInfo(_c.Structure):  # sarco_segment_info
         ("overlap", _c.c_double), ("mode", _c.c_int), ("sigma_scale", _c.c_double), ("sw_batch_size", _c.c_int),
         ("windows", _c.c_int64), ("num_classes", _c.c_int), ("slab_bytes", _c.c_size_t),
         ("seconds_preprocess", _c.c_double), ("seconds_inference", _c.c_double),
-        ("seconds_postprocess", _c.c_double),
+        ("seconds_postprocess", _c.c_double), ("folds", _c.c_int), ("mirror_variants", _c.c_int),
+        ("fp32_accumulation", _c.c_int),
     ]
 
 
@@ -90,6 +118,7 @@ def _so():
         U16 = _c.POINTER(_c.c_uint16)
         protos = {
             "sarco_image_read": (_c.c_int, [_P, _c.c_char_p, _c.POINTER(_c.POINTER(_Image))]),
+            "sarco_image_read_series": (_c.c_int, [_P, _c.c_char_p, _c.c_char_p, _c.POINTER(_c.POINTER(_Image))]),
             "sarco_image_free": (None, [_c.POINTER(_Image)]),
             "sarco_labels_write": (_c.c_int, [_P, _c.POINTER(_Image), U16, _c.c_int, _c.c_char_p]),
             "sarco_sliding_window_shape": (_c.c_int, [_P, _P, _c.c_int, I64, _c.POINTER(_WindowOptions), I64]),
@@ -130,10 +159,21 @@ class Image:
         self._geometry = _geometry
         self.flags = int(flags)
         self.nan_count = int(nan_count)
+        self.dicom = None  # what a DICOM read used (sarco_dicom_info as a dict)
 
     @property
     def ndim(self):
         return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def __array__(self, dtype=None, copy=None):
+        """np.asarray(image) is its voxels (indexed [x, y(, z)], no copy unless asked for), so an Image
+        goes wherever numpy arrays go (sarco.evaluate, sarco.measure, numpy functions)."""
+        a = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return np.array(a, copy=True) if copy else a
 
     @property
     def shape(self):
@@ -179,14 +219,20 @@ def _context(context):
     return Context(backend="cpu"), True
 
 
-def load_image(path, context=None):
-    """Reads a NIfTI (.nii/.nii.gz) or PNG image with libsarco's validating reader -> Image."""
+def load_image(path, context=None, series=None):
+    """Reads a NIfTI (.nii/.nii.gz), PNG, JPEG or DICOM image (a DICOM file, or a folder holding a
+    series; series= picks one SeriesInstanceUID) with libsarco's validating reader -> Image. A DICOM
+    image carries .dicom (series UID, description, files, spacing used; never patient data)."""
     so = _so()
     ctx, own = _context(context)
     try:
         p = _c.POINTER(_Image)()
         with ctx.lock:
-            check(so.sarco_image_read(ctx.handle, str(path).encode(), _c.byref(p)), ctx)
+            if series is None:
+                check(so.sarco_image_read(ctx.handle, str(path).encode(), _c.byref(p)), ctx)
+            else:
+                check(so.sarco_image_read_series(ctx.handle, str(path).encode(), str(series).encode(),
+                                                 _c.byref(p)), ctx)
         try:
             im = p.contents
             nd = im.ndim
@@ -198,7 +244,9 @@ def load_image(path, context=None):
             _c.memmove(_c.byref(geom), _c.byref(im.nifti), _c.sizeof(_NiftiGeometry))
             affine = np.array([[im.affine[r][c] for c in range(4)] for r in range(4)])
             spacing = [im.spacing[i] for i in range(nd)]
-            return Image(data, spacing, affine, geom, im.flags, im.nan_count)
+            out = Image(data, spacing, affine, geom, im.flags, im.nan_count)
+            out.dicom = _dicom_dict(im.dicom)
+            return out
         finally:
             so.sarco_image_free(p)
     finally:
@@ -207,7 +255,8 @@ def load_image(path, context=None):
 
 
 def save_labels(path, labels, max_label=None, context=None):
-    """Writes a label Image (integer data 0..65535) as NIfTI on its grid (NIFTI_INTENT_LABEL)."""
+    """Writes a label Image (integer data 0..65535) as NIfTI on its grid (NIFTI_INTENT_LABEL), or as
+    an 8-bit grey PNG when path ends in .png (2-D labels up to 255)."""
     so = _so()
     lab = np.asarray(labels.data)
     if lab.size and (lab.min() < 0 or lab.max() > 65535 or not np.all(lab == np.round(lab))):
@@ -271,10 +320,15 @@ def sliding_window(model, x, overlap=0.25, mode="constant", sigma_scale=0.125, r
     return y
 
 
-def segment(model, image, overlap=None, mode=None, sigma_scale=None, sw_batch_size=None, info=False):
+def segment(model, image, overlap=None, mode=None, sigma_scale=None, sw_batch_size=None, info=False,
+            mirroring=None, fp32_accumulation=False):
     """The whole path on an Image (CT in HU): the model config's preprocessing, sliding window,
     argmax, labels back on the image's grid. Returns a uint16 label Image (and a dict of what was
-    done when info=True). Settings left at None come from the model config."""
+    done when info=True). Settings left at None come from the model config.
+
+    nnU-Net models (docs/nnunet.md) run nnU-Net's pipeline: mirroring None (the model's allowed
+    axes, nnU-Net's default), False (nnUNetv2_predict -disable_tta) or True; fp32_accumulation
+    True accumulates windows and folds in fp32 instead of nnU-Net's fp16."""
     so = _so()
     ctx = model._alive()
     if not isinstance(image, Image):
@@ -283,6 +337,8 @@ def segment(model, image, overlap=None, mode=None, sigma_scale=None, sw_batch_si
     opts = _SegmentOptions()
     opts.struct_size = _c.sizeof(_SegmentOptions)
     opts.window = _window_options(overlap, mode, sigma_scale, None, sw_batch_size)
+    opts.mirroring = 0 if mirroring is None else (2 if mirroring else 1)
+    opts.fp32_accumulation = 1 if fp32_accumulation else 0
     lab = np.zeros(image.data.shape, dtype=np.uint16, order="F")
     inf = _SegmentInfo()
     inf.struct_size = _c.sizeof(_SegmentInfo)
@@ -298,7 +354,8 @@ def segment(model, image, overlap=None, mode=None, sigma_scale=None, sw_batch_si
         "model_dims": list(inf.model_dims)[:nd], "model_spacing_mm": list(inf.model_spacing)[:nd],
         "roi": list(inf.roi)[:nd], "overlap": inf.overlap, "mode": "gaussian" if inf.mode == 2 else "constant",
         "sigma_scale": inf.sigma_scale, "sw_batch_size": inf.sw_batch_size, "windows": inf.windows,
-        "classes": inf.num_classes, "slab_bytes": inf.slab_bytes,
+        "classes": inf.num_classes, "slab_bytes": inf.slab_bytes, "folds": inf.folds,
+        "mirror_variants": inf.mirror_variants, "accumulation": "fp32" if inf.fp32_accumulation else "fp16",
         "seconds": {"preprocess": inf.seconds_preprocess, "inference": inf.seconds_inference,
                     "postprocess": inf.seconds_postprocess},
     }

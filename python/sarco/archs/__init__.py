@@ -18,13 +18,15 @@ and optionally:
 """
 from . import monai_unetr, nnunet_plainconvunet, nnunet_resencunet
 from ._common import ConvertError
+from .torchvision_convnext import CONVNEXT_TINY
 from .torchvision_densenet import DENSENET121
 from .torchvision_efficientnet import EFFICIENTNET_B0
 from .torchvision_resnet import RESNET50
+from .torchvision_swin import SWIN_T
 from .torchvision_vgg import VGG19, VGG19_BN
 
 REGISTRY = {m.NAME: m for m in (monai_unetr, nnunet_plainconvunet, nnunet_resencunet, RESNET50, VGG19, VGG19_BN,
-                                DENSENET121, EFFICIENTNET_B0)}
+                                DENSENET121, EFFICIENTNET_B0, CONVNEXT_TINY, SWIN_T)}
 
 __all__ = ["ConvertError", "REGISTRY", "get", "names"]
 
