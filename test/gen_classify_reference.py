@@ -65,8 +65,8 @@ def build(arch, kwargs, seed):
     model = getattr(torchvision.models, arch.split(".")[1])(**kwargs).double().eval()
     sd = {}
     for name, v in model.state_dict().items():
-        if name.endswith("num_batches_tracked"):
-            continue
+        if name.endswith("num_batches_tracked") or name.endswith("relative_position_index"):
+            continue  # Swin's index buffers keep torchvision's values
         scale, offset = cs.fill_rule(name, tuple(v.shape))
         sd[name] = torch.from_numpy(cs.fill(seed, name, tuple(v.shape), scale, offset)).double()
     model.load_state_dict(sd, strict=False)
@@ -76,6 +76,8 @@ def build(arch, kwargs, seed):
 def target_layer(arch, model):
     if arch == "torchvision.resnet50":
         return model.layer4[-1]
+    if arch == "torchvision.swin_t":
+        return model.norm  # (N, h, w, C): with the reshape_transform below
     return model.features[-1]  # vgg19 (last max pool), densenet121 (norm5), efficientnet_b0
 
 
@@ -87,6 +89,8 @@ CASES = [
     ("torchvision.efficientnet_b0", 2, [104], [1, 3, 112, 112], None),
     ("torchvision.vgg19", 1, [105], [1, 3, 64, 64], 0),
     ("torchvision.efficientnet_b0", 1, [106, 107], [1, 3, 84, 84], None),  # a 2-fold ensemble
+    ("torchvision.convnext_tiny", 3, [108], [1, 3, 84, 84], None),
+    ("torchvision.swin_t", 1, [109], [1, 3, 84, 84], None),
 ]
 
 
@@ -110,7 +114,8 @@ def gradcam_refs():
             tgt = BinaryClassifierOutputTarget(cls) if nc == 1 else ClassifierOutputTarget(cls)
             fold_maps = []
             for m in models:
-                with GradCAM(model=m, target_layers=[target_layer(arch, m)]) as cam:
+                rt = (lambda t: t.permute(0, 3, 1, 2)) if arch == "torchvision.swin_t" else None
+                with GradCAM(model=m, target_layers=[target_layer(arch, m)], reshape_transform=rt) as cam:
                     fold_maps.append(cam(input_tensor=xt, targets=[tgt])[0].astype(np.float32))
             if min(f.max() for f in fold_maps) > 0.99:
                 break
