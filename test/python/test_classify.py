@@ -179,6 +179,15 @@ class Classify(unittest.TestCase):
                 m.classify(os.path.join(DATA, "grey.png"), tabular={"age_years": 70})
             with self.assertRaisesRegex(sarco.SarcoError, "target 5"):
                 m.gradcam(os.path.join(DATA, "grey.png"), target=5)
+            # the reader's refusals reach classify with their messages (test/data/{jpeg,png} corpora)
+            jpg, png = os.path.join(ROOT, "test", "data", "jpeg"), os.path.join(ROOT, "test", "data", "png")
+            for path, msg in ((os.path.join(jpg, "good_1x1_grey.jpg"), "1x1 pixels is too small"),
+                              (os.path.join(jpg, "bad_cmyk.jpg"), "CMYK"),
+                              (os.path.join(jpg, "bad_60000x60000.jpg"), "past the cap"),
+                              (os.path.join(jpg, "bad_truncated_scan.jpg"), "truncated"),
+                              (os.path.join(png, "bad_truncated_idat.png"), "truncated")):
+                with self.assertRaisesRegex(sarco.SarcoError, msg):
+                    m.classify(path)
             cam = m.gradcam(os.path.join(DATA, "grey.png"))
             self.assertEqual(cam.shape, (180, 240))
             self.assertAlmostEqual(float(cam.max()), 1.0, places=5)
