@@ -355,7 +355,11 @@ static sarco_status gradcam_run(sarco_context *ctx, sarco_model *m, const int64_
     /* pass 1: every fold's A (host) and logits */
     for (int f = 0; f < nf && s == SARCO_OK; f++) {
         void *state = NULL;
-        const sarco_classifier *c = sarco_model_classifier_fold(m, f, &state);
+        const sarco_classifier *c = sarco_model_classifier_run(ctx, m, f, &state);
+        if (!c) {
+            s = sarco_fail(ctx, SARCO_ERR_INTERNAL, "sarco_gradcam: fold %d has no classifier split", f);
+            break;
+        }
         const float *Ab = NULL;
         s = c->features(ctx, state, in, dx, &Ab, a);
         const size_t na = (size_t)(a[1] * a[2] * a[3]);
