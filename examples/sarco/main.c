@@ -13,6 +13,7 @@ int cmd_overlay(int argc, char **argv);  /* cmd_overlay.c */
 int cmd_report(int argc, char **argv);   /* cmd_report.c */
 int cmd_diagnose(int argc, char **argv); /* cmd_diagnose.c */
 int cmd_l3(int argc, char **argv);       /* cmd_l3.c */
+int cmd_classify(int argc, char **argv); /* cmd_classify.c */
 int cmd_batch(int argc, char **argv);    /* cmd_batch.c */
 static const cli_verb verbs[] = {
     {"version", "print the library version and the backend a context gets, with why", cmd_version},
@@ -22,6 +23,7 @@ static const cli_verb verbs[] = {
     {"overlay", "an image with its labels as a PNG picture", cmd_overlay},
     {"report", "one self-contained HTML report from JSON reports and pictures", cmd_report},
     {"l3", "L3 body composition: SMA, SMI, muscle attenuation, IMAT, SAT/VAT of the L3 slice", cmd_l3},
+    {"classify", "image classifier: probabilities per fold, mean and SD, Grad-CAM overlay", cmd_classify},
     {"diagnose", "sarcopenia verdicts from measurements (AWGS 2019, EWGSOP2, L3 SMI tables)", cmd_diagnose},
     {"batch", "segment a cohort (CSV list or folder), resumable: per-case outputs + results.csv", cmd_batch},
 };

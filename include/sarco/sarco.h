@@ -476,6 +476,55 @@ typedef struct sarco_picture {
 SARCO_API sarco_status sarco_picture_read(sarco_context *ctx, const char *path, sarco_picture **out);
 SARCO_API void sarco_picture_free(sarco_picture *pic);
 
+/* ---- image classifiers: classify, fold ensembles, Grad-CAM (docs/classifiers.md) ------------- */
+
+/* One image's result. classes is the network's output count: 1 = one sigmoid logit (probability[0]
+ * is P(positive)), 2+ = softmax. Every fold of the model file runs; fold_sd is numpy's std (ddof 0). */
+typedef struct sarco_classification {
+    int classes, folds;
+    double *probability; /* (classes): the mean over folds of each fold's probabilities */
+    double *per_fold;    /* (folds, classes) */
+    double *fold_sd;     /* (classes) */
+    double *logits;      /* (folds, classes) */
+    int predicted;       /* argmax of probability; for 1 class: 1 when probability[0] >= 0.5, else 0 */
+    int nimputed;        /* tabular features imputed (multimodal models; 0 otherwise) */
+    char **imputed;      /* their names */
+} sarco_classification;
+
+SARCO_API void sarco_classification_free(sarco_classification *c);
+
+/* Classifies one prepared tensor x (1, C, H, W), PyTorch layout, host memory (already scaled and
+ * normalised as the network was trained). */
+SARCO_API sarco_status sarco_classify_tensor(sarco_context *ctx, sarco_model *model, const int64_t *in_shape,
+                                             const float *x, sarco_classification **out);
+/* The model config's image preprocessing ("classify" in sarco.config, docs/classifiers.md) applied to a
+ * picture: shape gets (1, C, H, W); x (may be NULL to ask for the shape) must hold x_count floats. */
+SARCO_API sarco_status sarco_classify_preprocess(sarco_context *ctx, const sarco_model *model,
+                                                 const sarco_picture *pic, int64_t *shape, float *x, size_t x_count);
+/* Preprocesses, then classifies. tabular_json: a JSON object of named clinical values for a
+ * multimodal model, NULL otherwise. */
+SARCO_API sarco_status sarco_classify(sarco_context *ctx, sarco_model *model, const sarco_picture *pic,
+                                      const char *tabular_json, sarco_classification **out);
+
+/* Grad-CAM (pytorch-grad-cam's GradCAM on the arch's default target layer) of a prepared tensor
+ * (1, C, H, W): cam (H, W) in [0, 1]. target: the class; -1 = the predicted one (for a single logit
+ * the score is +logit when predicted positive, -logit otherwise: BinaryClassifierOutputTarget; a
+ * target of 1 or 0 picks the sign). Several folds: the mean of the folds' maps. */
+SARCO_API sarco_status sarco_gradcam_tensor(sarco_context *ctx, sarco_model *model, const int64_t *in_shape,
+                                            const float *x, int target, float *cam, size_t cam_count);
+/* The same on a picture, after the config's preprocessing; the map is brought from the activation grid
+ * straight to the picture's grid (height x width floats), as the resize maps the picture onto the
+ * network's input. */
+SARCO_API sarco_status sarco_gradcam(sarco_context *ctx, sarco_model *model, const sarco_picture *pic,
+                                     const char *tabular_json, int target, float *cam, size_t cam_count);
+
+/* A Grad-CAM map (picture grid, [0, 1]) as an RGB picture: viridis over the picture's grey (its
+ * luma stretched to 0..255), out = (1 - alpha) grey + alpha colour (pytorch-grad-cam's
+ * show_cam_on_image with image_weight 1 - alpha). rgb holds width x height x 3 bytes, top row first,
+ * for sarco_png_write. */
+SARCO_API sarco_status sarco_cam_overlay(sarco_context *ctx, const sarco_picture *pic, const float *cam,
+                                         size_t cam_count, double alpha, uint8_t *rgb);
+
 /* ---- segmentation pipeline (docs/pipeline.md) ---------------------------------------------- */
 
 typedef enum sarco_blend_mode {

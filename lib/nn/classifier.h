@@ -108,6 +108,11 @@ SARCO_INTERNAL const sarco_classifier *sarco_model_classifier(const sarco_model 
 /* The same for fold `fold` of a model file holding several (NULL when out of range). */
 SARCO_INTERNAL const sarco_classifier *sarco_model_classifier_fold(const sarco_model *m, int fold, void **state);
 
+/* The same, for running fold `fold`'s features now: the workspace of the fold that ran before is
+ * dropped first (only one fold's is held, as sarco_model_forward_fold does). NULL as above. */
+SARCO_INTERNAL const sarco_classifier *sarco_model_classifier_run(sarco_context *ctx, sarco_model *m, int fold,
+                                                                  void **state);
+
 /* An arch's forward from its split: features, then the head. y (N, classes) backend memory. */
 SARCO_INTERNAL sarco_status sarco_classifier_forward(sarco_context *ctx, const sarco_classifier *c, void *state,
                                                      const int64_t *in, const float *x, float *y);

@@ -332,3 +332,9 @@ const sarco_classifier *sarco_model_classifier_fold(const sarco_model *m, int fo
 const sarco_classifier *sarco_model_classifier(const sarco_model *m, void **state) {
     return sarco_model_classifier_fold(m, 0, state);
 }
+
+const sarco_classifier *sarco_model_classifier_run(sarco_context *ctx, sarco_model *m, int fold, void **state) {
+    if (!m || !m->arch || !m->arch->classifier) return NULL;
+    if (fold_state(ctx, m, fold, "classifier", state) != SARCO_OK) return NULL;
+    return m->arch->classifier;
+}

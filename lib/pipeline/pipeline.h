@@ -189,4 +189,12 @@ SARCO_INTERNAL sarco_status sarco_volumes_from_config(sarco_context *ctx, const 
                                                       const uint16_t *labels, size_t labels_count, double height_m,
                                                       sarco_volume_report **out);
 
+/* ---- classifier image resampling (lib/pipeline/resize_aa.c), planar float (C, H, W) ---- */
+
+/* torchvision's tensor Resize(antialias=True) bilinear (ATen _upsample_bilinear2d_aa) */
+SARCO_INTERNAL sarco_status sarco_resize_aa(sarco_context *ctx, const float *in, int64_t c, int64_t h, int64_t w,
+                                            int64_t oh, int64_t ow, float *out);
+/* cv2.resize(..., INTER_LINEAR) of one float plane (half-pixel, edge-clamped, no antialias) */
+SARCO_INTERNAL void sarco_resize_linear_cv(const float *in, int64_t h, int64_t w, int64_t oh, int64_t ow, float *out);
+
 #endif

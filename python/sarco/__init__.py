@@ -151,6 +151,22 @@ class Model(_Closing):
         from . import pipeline
         return pipeline.volumes(self, image, labels, height_m=height_m)
 
+    def classify(self, image_or_array, tabular=None):
+        """Probabilities of a picture (path or sarco.Picture, preprocessed as the config says) or a
+        prepared (1, C, H, W) array: dict probability, per_fold, fold_sd, logits, predicted, imputed."""
+        from . import classify
+        return classify.classify(self, image_or_array, tabular)
+
+    def gradcam(self, image_or_array, target=None, tabular=None):
+        """Grad-CAM map float32 (H, W) in [0, 1] on the input's grid (docs/classifiers.md)."""
+        from . import classify
+        return classify.gradcam(self, image_or_array, target, tabular)
+
+    def preprocess(self, image):
+        """The config's classifier preprocessing of a picture -> float32 (1, C, H, W)."""
+        from . import classify
+        return classify.preprocess(self, image)
+
     def close(self):
         h, self._h = self._h, None
         ctx, self._ctx = self._ctx, None

@@ -200,6 +200,13 @@ class TestReadme(unittest.TestCase):
         # L3: the held-out L3 phantom (ct, labels, vertebrae) in l3/, and its report for diagnose
         subprocess.run([sys.executable, "-c", "from sarco import l3_phantom as p; "
                         "p.write(p.generate(seed=1000, nz=5), 'l3')"], cwd=w, env=env, check=True, capture_output=True)
+        # classifiers: the 2-fold seeded EfficientNet-B0 of test_classify.py as m.safetensors, and its colour.jpg
+        import test_classify
+        from sarco import convert
+        folds = [(f"s{s}", test_classify.seeded_state_dict("torchvision.efficientnet_b0", 1, s)) for s in (106, 107)]
+        convert.convert_folds("torchvision.efficientnet_b0", {"num_classes": 1}, folds, os.path.join(w, "m.safetensors"),
+                              {"classify": {"size": [84, 84]}})
+        shutil.copy(os.path.join(ROOT, "test", "data", "classify", "colour.jpg"), os.path.join(w, "colour.jpg"))
         with open(README) as f:
             cls.blocks = blocks(f.read())
 
