@@ -36,6 +36,10 @@ SARCO_INTERNAL void sarco_arch_names(char *buf, size_t n); /* "a, b, c" for mess
 SARCO_INTERNAL sarco_status sarco_model_forward_be(sarco_context *ctx, sarco_model *m, int ndim, const int64_t *in,
                                                    const float *x, float *y);
 /* The same with fold `fold` of a multi-fold file (sarco_model_fold_count in sarco.h); the call above is fold 0. */
+/* sarco_model_forward_fold for a caller that already holds the model (sarco_model_enter): the
+ * nnU-Net predictor inside sarco_segment. Host buffers, like the public function. */
+SARCO_INTERNAL sarco_status sarco_model_forward_fold_held(sarco_context *ctx, sarco_model *m, int fold, int ndim,
+                                                          const int64_t *in, const float *x, float *y, size_t y_count);
 SARCO_INTERNAL sarco_status sarco_model_forward_be_fold(sarco_context *ctx, sarco_model *m, int fold, int ndim,
                                                         const int64_t *in, const float *x, float *y);
 

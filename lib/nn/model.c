@@ -291,6 +291,12 @@ static sarco_status forward_fold(sarco_context *ctx, sarco_model *m, int fold, i
     return s;
 }
 
+sarco_status sarco_model_forward_fold_held(sarco_context *ctx, sarco_model *m, int fold, int ndim, const int64_t *in,
+                                           const float *x, float *y, size_t y_count) {
+    sarco_status s = check_model_ctx(ctx, m, "sarco_model_forward");
+    return s == SARCO_OK ? forward_fold(ctx, m, fold, ndim, in, x, y, y_count) : s;
+}
+
 sarco_status sarco_model_forward_fold(sarco_context *ctx, sarco_model *m, int fold, int ndim, const int64_t *in,
                                       const float *x, float *y, size_t y_count) {
     sarco_status s = check_model_ctx(ctx, m, "sarco_model_forward");

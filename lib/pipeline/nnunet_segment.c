@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nnunet_pipeline.h"
+#include "../nn/arch.h"
 
 typedef struct {
     sarco_model *model;
@@ -15,7 +16,7 @@ static sarco_status model_predict(void *user, sarco_context *ctx, int fold, int 
     nn_model_pred *mp = user;
     size_t n = (size_t)tile_shape[0] * (size_t)mp->nheads;
     for (int i = 0; i < nsp; i++) n *= (size_t)tile_shape[2 + i];
-    return sarco_model_forward_fold(ctx, mp->model, fold, 2 + nsp, tile_shape, x, y, n);
+    return sarco_model_forward_fold_held(ctx, mp->model, fold, 2 + nsp, tile_shape, x, y, n); /* sarco_segment holds it */
 }
 
 sarco_status sarco_nnunet_segment_model(sarco_context *ctx, sarco_model *model, const sarco_nnunet_config *cfg,
