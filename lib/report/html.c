@@ -728,6 +728,8 @@ static void segment_section(page *pg, const json_t *seg) {
     if (json_is_array(labels)) entries_table(pg, labels, groups, "Groups", "Structure");
 }
 
+static void rule_set_section(page *pg, const json_t *rs);
+
 /* `sarco l3`'s report (schema sarco.l3/1): the slice, the HU windows, the measures with their
  * definitions, the classes and the table's judgement; any other numbers as a key/value table. */
 static void l3_section(page *pg, const json_t *l3) {
@@ -798,11 +800,7 @@ static void l3_section(page *pg, const json_t *l3) {
         entries_table(pg, cls, NULL, NULL, "Class");
     }
     const json_t *jud = json_object_get(l3, "judgement");
-    if (jud && !json_is_null(jud)) {
-        sb_puts(b, "<p class=\"verdict\">Cut-off table: ");
-        sb_json_plain(b, jud);
-        sb_puts(b, "</p>");
-    }
+    if (json_is_object(jud)) rule_set_section(pg, jud);
     static const char *const skip[] = {"schema", "library_version", "input", "model", "settings", "timing_s",
                                        "preprocess", "image", "slice", "windows_hu", "height_m", "measures",
                                        "definitions", "segmentation", "judgement", "classes", "per_slice", NULL};
@@ -828,11 +826,14 @@ static void sb_threshold(sbuf *b, const json_t *c) {
     else sb_puts(b, "<span class=\"na\">&ndash;</span>");
 }
 
+/* A rule set of `sarco diagnose`, or the judgement of `sarco l3` by a cut-off table (the same shape:
+ * verdict, criteria, citation; named by "table"). */
 static void rule_set_section(page *pg, const json_t *rs) {
     sbuf *b = &pg->b;
-    const char *title = jstr(rs, "title"), *name = jstr(rs, "name");
+    const char *title = jstr(rs, "title"), *name = jstr(rs, "name"), *table = jstr(rs, "table");
     sb_puts(b, "<h3>");
-    sb_esc(b, title ? title : name ? name : "Rule set");
+    if (!title && !name && table) sb_puts(b, "Cut-off table ");
+    sb_esc(b, title ? title : name ? name : table ? table : "Rule set");
     const char *ver = jstr(rs, "version");
     if (ver) {
         sb_puts(b, " <span class=\"small\">(");
@@ -844,8 +845,19 @@ static void rule_set_section(page *pg, const json_t *rs) {
     sb_puts(b, "<div class=\"verdict\">Verdict: <b data-verdict=\"");
     sb_esc(b, v ? v : "");
     sb_puts(b, "\">");
-    sb_esc(b, vt ? vt : v ? v : "not given");
+    if (vt || !v) {
+        sb_esc(b, vt ? vt : "not given");
+    } else { /* the id in words: smi_not_low -> smi not low */
+        for (const char *p = v; *p; p++) {
+            char ch[2] = {*p == '_' ? ' ' : *p, 0};
+            sb_esc(b, ch);
+        }
+    }
     sb_puts(b, "</b>");
+    const json_t *myo = json_object_get(rs, "myosteatosis");
+    if (json_is_boolean(myo))
+        sb_printf(b, "; myosteatosis: <b data-myosteatosis=\"%s\">%s</b>", json_is_true(myo) ? "true" : "false",
+                  json_is_true(myo) ? "yes" : "no");
     const json_t *decided = json_object_get(rs, "decided");
     if (json_is_false(decided)) sb_puts(b, " <span class=\"small\">(not fully decided: see what is missing)</span>");
     sb_puts(b, "</div>");
@@ -856,6 +868,8 @@ static void rule_set_section(page *pg, const json_t *rs) {
         size_t i;
         const json_t *c;
         json_array_foreach(crit, i, c) {
+            const char *status = jstr(c, "status");
+            if (status && !strcmp(status, "not_applicable")) continue; /* e.g. the other sex's threshold */
             const char *desc = jstr(c, "description"), *id = jstr(c, "id"), *unit = jstr(c, "unit");
             const char *table = jstr(c, "table"), *src = jstr(c, "value_source");
             sb_puts(b, "<tr><td>");

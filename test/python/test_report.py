@@ -7,6 +7,7 @@ where the image is in the screenshot, the PDF print is A4 and at most two pages,
 in the page equals the JSON report's. The screenshot and the PDF stay in build/test-report/."""
 import html
 import json
+from html import escape as html_escape
 import os
 import re
 import shutil
@@ -310,6 +311,42 @@ class ReportBrowserTest(unittest.TestCase):
             else:
                 self.assertEqual(float(cell[1]["data-value"]), float(v), key)
         self.assertIn('id="input">us.png<', page)
+
+    def test_real_l3_and_diagnose_outputs(self):
+        """The page from the real `sarco l3` (L3 phantom, labels, Martin 2013) and `sarco diagnose`
+        (AWGS 2019 + EWGSOP2, mass from the L3 SMI by Prado 2008): the judgement as a criteria table
+        with its verdict in words, no raw JSON, every criterion's value equal to the JSON's."""
+        d = tempfile.mkdtemp(dir=self.d)
+        env = dict(os.environ)
+        subprocess.run([sys.executable, "-c", "from sarco import l3_phantom as p; p.write(p.generate(seed=1000, nz=5), 'l3')"],
+                       cwd=d, env=env, check=True, capture_output=True)
+        l3 = subprocess.run([self.cli, "l3", "--input", "l3/ct.nii.gz", "--vertebrae", "l3/vertebrae.nii.gz", "--l3-label",
+                             "3", "--labels", "l3/labels.nii.gz", "--height-m", "1.62", "--sex", "F", "--weight-kg", "58",
+                             "--table", "martin2013", "--report", "l3.json"], cwd=d, capture_output=True, text=True)
+        self.assertEqual(l3.returncode, 0, l3.stderr)
+        dg = subprocess.run([self.cli, "diagnose", "--rules", "awgs2019,ewgsop2", "--sex", "F", "--age", "72", "--height-m",
+                             "1.62", "--weight-kg", "58", "--grip-kg", "16", "--gait-speed-m-s", "0.9", "--measurements",
+                             "l3.json", "--mass-from", "l3_smi:prado2008", "--report", "d.json"], cwd=d, capture_output=True,
+                            text=True)
+        self.assertEqual(dg.returncode, 0, dg.stderr)
+        rp = subprocess.run([self.cli, "report", "--l3-json", "l3.json", "--diagnosis-json", "d.json", "--out", "r.html"],
+                            cwd=d, capture_output=True, text=True)
+        self.assertEqual(rp.returncode, 0, rp.stderr)
+        with open(os.path.join(d, "r.html"), encoding="utf-8") as f:
+            page = f.read()
+        jud = json.load(open(os.path.join(d, "l3.json")))["judgement"]
+        self.assertIn("Cut-off table martin2013", page)
+        self.assertIn(f'data-verdict="{jud["verdict"]}">{jud["verdict"].replace("_", " ")}<', page)
+        self.assertNotIn('"criteria":', page)  # no JSON dump of the judgement
+        shown = [c for c in jud["criteria"] if c["status"] != "not_applicable"]
+        for c in shown:
+            self.assertIn(html_escape(c["description"]), page)
+        dia = json.load(open(os.path.join(d, "d.json")))
+        for rs in dia["rule_sets"]:
+            self.assertIn(f'data-verdict="{rs["verdict"]}">', page)
+            for c in rs["criteria"]:
+                if isinstance(c.get("value"), (int, float)) and not isinstance(c["value"], bool):
+                    self.assertIn(f'data-value="{float(c["value"]):.17g}"', page, c["id"])
 
     def test_header_and_segment_html(self):
         with open(self.report, encoding="utf-8") as f:
