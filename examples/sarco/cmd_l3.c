@@ -10,7 +10,7 @@ static const char *L3_USAGE =
     "usage: sarco l3 --input CT.nii.gz (--slice K | --vertebrae V.nii.gz --l3-label N) (--model M | --labels L)\n"
     "                [--slices 3] [--classes a,b,...] [--height-m H] [--sex M|F --table T [--bmi B | --weight-kg W]]\n"
     "                [--muscle-hu LO,HI] [--low-attenuation-hu LO,HI] [--imat-hu LO,HI] [--spacing X,Y]\n"
-    "                [--output SLICE_LABELS.nii.gz] [--report R.json] [--threads N]\n"
+    "                [--output SLICE_LABELS.nii.gz] [--overlay O.png] [--html R.html] [--report R.json] [--threads N]\n"
     "\n"
     "Measures the axial slice at L3: per class area (cm^2), mean and SD HU; the muscle compartment, SMA\n"
     "(its pixels in the muscle window), SMI = SMA / height^2, muscle attenuation, the low-attenuation\n"
@@ -30,6 +30,8 @@ static const char *L3_USAGE =
     "  --muscle-hu, --low-attenuation-hu, --imat-hu   HU windows, inclusive (defaults -29,150 / -29,29 /\n"
     "                       -190,-30; the report states which were used)\n"
     "  --output L           write the centre slice's labels (as measured) there\n"
+    "  --overlay O.png      draw the centre slice with its labels (CT window W400/L40, class names)\n"
+    "  --html R.html        the HTML report (sarco report) of these measures with the overlay embedded\n"
     "\n"
     "Exit codes: 0 ok, 2 bad input or usage, 1 internal failure.\n";
 
@@ -50,6 +52,7 @@ static int parse_num(const char *s, double *v) {
 
 int cmd_l3(int argc, char **argv) {
     const char *verb = "l3", *in = NULL, *vert = NULL, *mpath = NULL, *lpath = NULL, *out = NULL;
+    const char *overlay = NULL, *html = NULL;
     long l3_label = -1;
     cli_common co = {0};
     json_t *o = json_object();
@@ -74,6 +77,10 @@ int cmd_l3(int argc, char **argv) {
             lpath = argv[++i];
         } else if (!strcmp(a, "--output") && more) {
             out = argv[++i];
+        } else if (!strcmp(a, "--overlay") && more) {
+            overlay = argv[++i];
+        } else if (!strcmp(a, "--html") && more) {
+            html = argv[++i];
         } else if (!strcmp(a, "--l3-label") && more) {
             char *end;
             l3_label = strtol(argv[++i], &end, 10);
@@ -132,6 +139,8 @@ int cmd_l3(int argc, char **argv) {
         goto done;
     }
     sarco_image *ct = NULL, *lgeom = NULL, *vgeom = NULL, *g2 = NULL;
+    uint8_t *rgb = NULL; /* the overlay, drawn once for --overlay and --html */
+    int64_t rgb_w = 0, rgb_h = 0;
     uint16_t *labels = NULL, *vlab = NULL, *slice_lab = NULL;
     sarco_model *model = NULL;
     char *report = NULL;
@@ -171,7 +180,8 @@ int cmd_l3(int argc, char **argv) {
                                                           "the slice nearest the centroid of the L3 label"));
     }
     const size_t plane = (size_t)(ct->dims[0] * ct->dims[1]);
-    if (out && !(slice_lab = calloc(plane, sizeof *slice_lab))) {
+    const int picture = overlay || html;
+    if ((out || picture) && !(slice_lab = calloc(plane, sizeof *slice_lab))) {
         s = SARCO_ERR_OUT_OF_MEMORY;
         snprintf(msg, sizeof msg, "out of memory");
         goto fail_msg;
@@ -180,18 +190,52 @@ int cmd_l3(int argc, char **argv) {
     s = sarco_l3_report(ctx, ct, labels, labels ? n : 0, model, opts, &report, slice_lab);
     free(opts);
     if (s != SARCO_OK) goto fail;
-    if (out) {
+    if (out || picture) {
+        /* the centre slice as a 2-D image on the volume's geometry, with its HU for the overlay */
+        json_t *rep = json_loads(report, 0, NULL);
         const int64_t d2[2] = {ct->dims[0], ct->dims[1]};
         const double sp2[2] = {ct->spacing[0], ct->spacing[1]};
-        const int64_t k = json_integer_value(json_object_get(o, "slice"));
-        if ((s = sarco_image_create(ctx, 2, d2, sp2, &g2)) != SARCO_OK) goto fail;
+        json_t *sl = json_object_get(rep, "slice");
+        int64_t k = json_is_object(sl) ? json_integer_value(json_object_get(sl, "index"))
+                                       : json_integer_value(json_object_get(o, "slice"));
+        if (k < 0 || k >= (ct->ndim == 3 ? ct->dims[2] : 1)) k = 0;
+        if ((s = sarco_image_create(ctx, 2, d2, sp2, &g2)) != SARCO_OK) {
+            json_decref(rep);
+            goto fail;
+        }
         for (int r = 0; r < 4; r++) {
             for (int c = 0; c < 4; c++) g2->affine[r][c] = (c < 2 || r == 3) ? ct->affine[r][c] : (r == c);
             g2->affine[r][3] = ct->affine[r][3] + ct->affine[r][2] * (double)k;
         }
+        memcpy(g2->data, ct->data + (size_t)k * plane, plane * sizeof *g2->data);
         int mx = 1;
         for (size_t i = 0; i < plane; i++) mx = slice_lab[i] > mx ? slice_lab[i] : mx;
-        if ((s = sarco_labels_write(ctx, g2, slice_lab, mx, out)) != SARCO_OK) goto fail;
+        if (out && (s = sarco_labels_write(ctx, g2, slice_lab, mx, out)) != SARCO_OK) {
+            json_decref(rep);
+            goto fail;
+        }
+        if (picture) {
+            const char *names[64] = {"background"};
+            size_t nn = 1, ci;
+            json_t *c;
+            json_array_foreach(json_object_get(rep, "classes"), ci, c) {
+                json_int_t lab = json_integer_value(json_object_get(c, "label"));
+                const char *nm = json_string_value(json_object_get(c, "name"));
+                if (lab > 0 && lab < 64 && nm) {
+                    names[lab] = nm;
+                    if ((size_t)lab + 1 > nn) nn = (size_t)lab + 1;
+                }
+            }
+            sarco_overlay_options oo;
+            sarco_overlay_options_init(&oo);
+            oo.class_names = names;
+            oo.nclass_names = nn;
+            oo.orientation = SARCO_OVERLAY_RADIOLOGICAL;
+            s = sarco_overlay_render(ctx, g2, slice_lab, &oo, &rgb, &rgb_w, &rgb_h);
+            if (s == SARCO_OK && overlay) s = sarco_png_write(ctx, overlay, rgb, rgb_w, rgb_h, 3, NULL);
+        }
+        json_decref(rep);
+        if (s != SARCO_OK) goto fail;
     }
     {
         json_t *root = json_loads(report, 0, NULL);
@@ -199,7 +243,23 @@ int cmd_l3(int argc, char **argv) {
         if (lpath) json_object_set_new(root, "labels_path", json_string(lpath));
         if (mpath) json_object_set_new(root, "model_path", json_string(mpath));
         if (out) json_object_set_new(root, "slice_labels_path", json_string(out));
+        if (overlay) json_object_set_new(root, "overlay_path", json_string(overlay));
         rc = cli_write_json(verb, root, co.report);
+        if (html && rc == CLI_OK) {
+            char *js = json_dumps(root, JSON_COMPACT);
+            sarco_report_picture pic = {NULL, rgb, rgb_w, rgb_h,
+                                        "The L3 slice with its labels (radiological view, CT window W400 / L40)"};
+            sarco_report_inputs ri;
+            sarco_report_inputs_init(&ri);
+            ri.l3_json = js;
+            ri.model_path = mpath;
+            ri.input_name = in;
+            ri.pictures = &pic;
+            ri.npictures = 1;
+            if (!js) rc = cli_fail(verb, SARCO_ERR_OUT_OF_MEMORY, "out of memory");
+            else if ((s = sarco_report_write(ctx, &ri, html)) != SARCO_OK) rc = cli_fail(verb, s, sarco_last_error(ctx));
+            free(js);
+        }
         json_decref(root);
     }
     goto cleanup;
@@ -209,6 +269,7 @@ fail_msg:
     rc = cli_fail(verb, s, msg);
 cleanup:
     sarco_json_free(report);
+    sarco_overlay_free(rgb);
     free(slice_lab);
     sarco_labels_free(labels);
     sarco_labels_free(vlab);

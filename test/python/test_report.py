@@ -324,6 +324,22 @@ class ReportBrowserTest(unittest.TestCase):
                              "3", "--labels", "l3/labels.nii.gz", "--height-m", "1.62", "--sex", "F", "--weight-kg", "58",
                              "--table", "martin2013", "--report", "l3.json"], cwd=d, capture_output=True, text=True)
         self.assertEqual(l3.returncode, 0, l3.stderr)
+        # the same measures with the slice drawn and the page written by `sarco l3` itself
+        l3b = subprocess.run([self.cli, "l3", "--input", "l3/ct.nii.gz", "--vertebrae", "l3/vertebrae.nii.gz", "--l3-label",
+                              "3", "--labels", "l3/labels.nii.gz", "--height-m", "1.62", "--sex", "F", "--weight-kg", "58",
+                              "--table", "martin2013", "--overlay", "l3.png", "--html", "l3.html"], cwd=d,
+                             capture_output=True, text=True)
+        self.assertEqual(l3b.returncode, 0, l3b.stderr)
+        import numpy as np
+        import sarco
+        pic = np.moveaxis(sarco.load_picture(os.path.join(d, "l3.png")).data, 0, -1).astype(np.uint8)
+        labs = np.asarray(sarco.load_image(os.path.join(d, "l3", "labels.nii.gz")))
+        for lab in np.unique(labs[..., 2])[1:]:  # every class of the L3 slice has its colour in the picture
+            self.assertTrue((pic == np.array(sarco.overlay_color(int(lab)), np.uint8)).all(-1).any(), lab)
+        with open(os.path.join(d, "l3.html"), encoding="utf-8") as f:
+            page_l3 = f.read()
+        self.assertIn("data:image/png;base64,", page_l3)
+        self.assertIn("Cut-off table martin2013", page_l3)
         dg = subprocess.run([self.cli, "diagnose", "--rules", "awgs2019,ewgsop2", "--sex", "F", "--age", "72", "--height-m",
                              "1.62", "--weight-kg", "58", "--grip-kg", "16", "--gait-speed-m-s", "0.9", "--measurements",
                              "l3.json", "--mass-from", "l3_smi:prado2008", "--report", "d.json"], cwd=d, capture_output=True,
